@@ -1,0 +1,208 @@
+"""Sample sheets: read a user's CSV/TSV (or the demo plan) into one canonical, validated table.
+
+Why one canonical table: every later stage joins slides, RNA and outcomes *by ID*, never by
+row position, and every rule reads the same columns. Problems are collected for the whole
+sheet and reported together with file, line and column, before any slide is opened.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from duopath.config import CohortConfig
+
+SHEET_COLUMNS = [
+    "patient_id",
+    "slide_id",
+    "slide_path",
+    "rna_sample_id",
+    "site",
+    "label",
+    "time",
+    "event",
+    "mpp",
+]
+
+# TCGA-<TSS>-<participant>-<sample type><vial>-... e.g. TCGA-A2-A0CM-01Z-00-DX1.<uuid>
+_TCGA = re.compile(r"^(TCGA-([A-Z0-9]{2})-[A-Z0-9]{4})(?:-(\d{2})[A-Z]?)?", re.IGNORECASE)
+_SLIDE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TRUE_EVENT = {"1", "1.0", "true", "dead", "deceased", "event"}
+_FALSE_EVENT = {"0", "0.0", "false", "alive", "living", "censored"}
+
+
+class SampleSheetError(ValueError):
+    """A sample sheet problem; the message lists every bad row/column with a hint."""
+
+
+@dataclass(frozen=True)
+class TcgaBarcode:
+    patient_id: str
+    site: str
+    sample_type: str | None
+
+
+def parse_tcga_barcode(text: str) -> TcgaBarcode | None:
+    """Parse patient (``TCGA-XX-YYYY``), tissue-source site (``XX``) and sample type (``01``)."""
+    m = _TCGA.match(str(text).strip())
+    if not m:
+        return None
+    return TcgaBarcode(patient_id=m.group(1).upper(), site=m.group(2).upper(), sample_type=m.group(3))
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    sep = "\t" if path.suffix.lower() in {".tsv", ".txt", ".tab"} else ","
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment=None)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        kind = "TSV" if sep == "\t" else "CSV"
+        raise SampleSheetError(f"{path}: cannot parse as {kind}: {err}") from None
+
+
+def canonicalise_sheet(
+    raw: pd.DataFrame,
+    cohort: CohortConfig,
+    *,
+    source: str,
+    slide_dir: Path | None,
+    check_files: bool = True,
+) -> pd.DataFrame:
+    """Map a user's columns to :data:`SHEET_COLUMNS` and validate every row.
+
+    ``raw`` holds strings as read from the file. Relative ``slide_path`` values are resolved
+    against ``slide_dir`` (or the sheet's directory). Missing ``patient_id``/``site`` columns
+    are derived from TCGA barcodes in ``slide_id``. Raises :class:`SampleSheetError` listing
+    all problems.
+    """
+    df = raw.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    problems: list[str] = []
+
+    def row_ref(i: int) -> str:
+        return f"{source}, line {i + 2}"  # +1 header, +1 one-based
+
+    rename = {}
+    if cohort.label_column and cohort.label_column in df.columns:
+        rename[cohort.label_column] = "label"
+    for src_col, dst in ((cohort.time_column, "time"), (cohort.event_column, "event"),
+                         (cohort.site_column, "site")):
+        if src_col in df.columns:
+            rename[src_col] = dst
+    df = df.rename(columns=rename)
+
+    if "slide_id" not in df.columns and "slide_path" not in df.columns:
+        raise SampleSheetError(
+            f"{source}: needs a `slide_id` or `slide_path` column (found: {', '.join(df.columns)})"
+        )
+    if "slide_path" not in df.columns:
+        df["slide_path"] = df["slide_id"]
+    if "slide_id" not in df.columns:
+        df["slide_id"] = [Path(p).stem for p in df["slide_path"]]
+    for col in ("patient_id", "site", "rna_sample_id", "label", "time", "event", "mpp"):
+        if col not in df.columns:
+            df[col] = ""
+
+    required = ["time", "event"] if cohort.task == "survival" else ["label"]
+    for col in required:
+        if (df[col] == "").all():
+            wanted = {"time": cohort.time_column, "event": cohort.event_column,
+                      "label": cohort.label_column}[col]
+            raise SampleSheetError(
+                f"{source}: task {cohort.task!r} needs column {wanted!r} "
+                f"(set cohorts.<name>.{col if col != 'label' else 'label'}_column in config.yaml)"
+            )
+
+    base = slide_dir if slide_dir is not None else Path(source).parent
+    out_rows = []
+    for i, row in enumerate(df.to_dict("records")):
+        ref = row_ref(i)
+        slide_id = str(row["slide_id"]).strip()
+        if not slide_id or not _SLIDE_ID.match(slide_id):
+            problems.append(f"{ref}, column slide_id: {slide_id!r} is empty or has characters "
+                            "other than letters, digits, '.', '_', '-'")
+            continue
+        bc = parse_tcga_barcode(slide_id)
+        patient = str(row["patient_id"]).strip() or (bc.patient_id if bc else "")
+        if not patient:
+            problems.append(f"{ref}, column patient_id: empty and {slide_id!r} is not a TCGA barcode")
+        site = str(row["site"]).strip() or (bc.site if bc else "")
+        path_text = str(row["slide_path"]).strip()
+        if not path_text:
+            problems.append(f"{ref}, column slide_path: empty (row has no slide)")
+            continue
+        slide_path = Path(path_text)
+        if not slide_path.is_absolute():
+            slide_path = base / slide_path
+        if check_files and not slide_path.exists():
+            problems.append(f"{ref}, column slide_path: {slide_path} does not exist")
+        time = _to_float(row["time"])
+        event = _to_event(row["event"])
+        if cohort.task == "survival":
+            if time is None or not np.isfinite(time) or time < 0:
+                problems.append(f"{ref}, column {cohort.time_column}: {row['time']!r} is not a "
+                                "non-negative number")
+            if event is None:
+                problems.append(f"{ref}, column {cohort.event_column}: {row['event']!r} is not an "
+                                "event flag (1/0, true/false, dead/alive; 1 = event observed)")
+        label = str(row["label"]).strip()
+        if cohort.task == "classification" and not label:
+            problems.append(f"{ref}, column {cohort.label_column}: empty label")
+        mpp = _to_float(row["mpp"])
+        if str(row["mpp"]).strip() and (mpp is None or not 0.05 <= mpp <= 20):
+            problems.append(f"{ref}, column mpp: {row['mpp']!r} is not a µm/px value in [0.05, 20]")
+        out_rows.append({
+            "patient_id": patient,
+            "slide_id": slide_id,
+            "slide_path": str(slide_path),
+            "rna_sample_id": str(row["rna_sample_id"]).strip(),
+            "site": site,
+            "label": label,
+            "time": time,
+            "event": event,
+            "mpp": mpp,
+        })
+
+    out = pd.DataFrame(out_rows, columns=SHEET_COLUMNS)
+    dup = out["slide_id"][out["slide_id"].duplicated()].unique()
+    if len(dup):
+        problems.append(f"{source}: duplicated slide_id values: {', '.join(map(str, dup[:10]))}"
+                        " (each slide must appear once)")
+    if problems:
+        shown = problems[:50]
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise SampleSheetError(f"invalid sample sheet {source}:\n  - " + "\n  - ".join(shown) + more)
+    out["event"] = out["event"].astype("Int64")
+    return out
+
+
+def read_sample_sheet(cohort: CohortConfig, *, check_files: bool = True) -> pd.DataFrame:
+    """Read and validate a user cohort's sample sheet into :data:`SHEET_COLUMNS`."""
+    if cohort.sample_sheet is None:
+        raise SampleSheetError("this cohort has no sample_sheet (demo cohorts use plan_demo)")
+    path = Path(cohort.sample_sheet)
+    raw = read_table(path)
+    return canonicalise_sheet(raw, cohort, source=str(path), slide_dir=cohort.slide_dir,
+                              check_files=check_files)
+
+
+def _to_float(value: object) -> float | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _to_event(value: object) -> int | None:
+    text = str(value).strip().lower()
+    if text in _TRUE_EVENT:
+        return 1
+    if text in _FALSE_EVENT:
+        return 0
+    return None

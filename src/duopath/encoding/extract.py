@@ -1,0 +1,182 @@
+"""Slide → tile features in zarr (stage 3).
+
+Why this shape:
+- Tiles are read by DataLoader *worker processes*, each with its own OpenSlide handle (handles
+  are not fork-safe to share), so JPEG decoding runs in parallel with the model and a GPU is not
+  left waiting on a single reading thread. Pinned memory + non-blocking copies, bf16 autocast
+  and channels-last on CUDA.
+- All magnifications go through one loader pass (each tile row carries its own level-0 size),
+  so workers start once per slide.
+- The store is written to a temporary directory next to the destination and renamed when
+  complete: a killed job never leaves a store that looks finished (``io.atomic_path``).
+
+Store layout (DESIGN.md data contract): root attrs ``encoder``, ``weights_id``, ``dim``,
+``slide_id``, ``slide_mpp``, ``status``, ``duopath_version``; one group per magnification
+(``10x``, ``20x``, ...) with ``features [N, D]`` (chunked along N only), ``coords [N, 2]`` (level-0
+px, top-left, int64), ``parent [N]`` (row in the next-coarser group, -1 for the coarsest),
+``tissue_fraction [N]`` and attrs ``mpp``, ``tile_px``, ``size_um``, ``size0``, ``n_tiles``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import zarr
+from duopath.encoding.registry import Encoder, load_encoder
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+import duopath
+from duopath.config import EncoderConfig
+from duopath.io import atomic_path
+from duopath.slides.reader import open_slide
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 8192
+
+
+class TileDataset(Dataset):
+    """Tiles of one slide as uint8 [px, px, 3]; the slide is opened lazily in each worker."""
+
+    def __init__(self, slide_path: Path, tiles: pd.DataFrame, mpp_override: float | None) -> None:
+        self.slide_path = Path(slide_path)
+        self.mpp_override = mpp_override
+        self.xy = tiles[["x", "y"]].to_numpy(np.int64)
+        self.size0 = tiles["size0"].to_numpy(np.float64)
+        self.tile_px = tiles["tile_px"].to_numpy(np.int64)
+        self._slide = None
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self._slide is None:
+            self._slide = open_slide(self.slide_path, self.mpp_override)
+        x, y = self.xy[i]
+        return torch.from_numpy(self._slide.read_square(x, y, self.size0[i], int(self.tile_px[i])))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def embed_tiles(
+    encoder: Encoder,
+    dataset: TileDataset,
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    desc: str = "embed",
+) -> np.ndarray:
+    """Run the encoder over every tile of ``dataset``; float32 [N, D] on the host."""
+    n = len(dataset)
+    out = np.empty((n, encoder.spec.dim), dtype=np.float32)
+    if n == 0:
+        return out
+    cuda = device.type == "cuda"
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=cuda,
+        shuffle=False, persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    module = encoder.module.to(device)
+    if cuda:
+        module = module.to(memory_format=torch.channels_last)
+    start = 0
+    with tqdm(total=n, desc=desc, unit="tile", disable=None) as bar:
+        for batch in loader:
+            batch = batch.to(device, non_blocking=True)
+            x = encoder.preprocess(batch)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    feats = module(x)
+            else:
+                feats = module(x)
+            out[start : start + len(batch)] = feats.float().cpu().numpy()
+            start += len(batch)
+            bar.update(len(batch))
+    return out
+
+
+def embed_slide(
+    slide_path: Path,
+    tiles_path: Path,
+    out_store: Path,
+    cfg: EncoderConfig,
+    *,
+    slide_id: str,
+    mpp_override: float | None = None,
+    encoder: Encoder | None = None,
+) -> dict:
+    """Embed every tile of one slide and write the zarr store atomically. Returns root attrs."""
+    t0 = time.perf_counter()
+    tiles = pd.read_parquet(tiles_path)
+    device = resolve_device(cfg.device)
+    if encoder is None:
+        encoder = load_encoder(cfg.name, cfg.weights, device=device)
+    status = "ok" if len(tiles) else "empty"
+    slide_mpp = None
+    if len(tiles):
+        with open_slide(slide_path, mpp_override) as slide:
+            slide_mpp = slide.mpp
+        implied = tiles["tile_px"].iloc[0] * tiles["mpp"].iloc[0] / tiles["size0"].iloc[0]
+        if abs(implied - slide_mpp) / slide_mpp > 1e-6:
+            raise ValueError(
+                f"slide {slide_id}: tiles in {tiles_path} were made for {implied:.4f} µm/px but the "
+                f"slide now reads {slide_mpp:.4f} µm/px; re-run tiling (delete the tile table)"
+            )
+    dataset = TileDataset(slide_path, tiles, mpp_override)
+    feats = embed_tiles(encoder, dataset, batch_size=cfg.batch_size,
+                        num_workers=min(cfg.num_workers, os.cpu_count() or 1),
+                        device=device, desc=slide_id)
+    dtype = np.float16 if cfg.dtype == "float16" else np.float32
+    attrs = {
+        "encoder": encoder.spec.name,
+        "weights_id": encoder.weights_id,
+        "dim": int(encoder.spec.dim),
+        "slide_id": slide_id,
+        "slide_mpp": slide_mpp,
+        "status": status,
+        "n_tiles": len(tiles),
+        "duopath_version": duopath.__version__,
+    }
+    with atomic_path(out_store, is_dir=True) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.attrs.update(attrs)
+        for mag, rows in tiles.groupby("magnification", sort=False):
+            index = rows.index.to_numpy()
+            _write_group(root, str(mag), rows, feats[index].astype(dtype))
+    attrs["seconds"] = time.perf_counter() - t0
+    log.info("%s: %d tiles -> %s in %.1f s", slide_id, len(tiles), out_store, attrs["seconds"])
+    return attrs
+
+
+def _write_group(root: zarr.Group, name: str, rows: pd.DataFrame, feats: np.ndarray) -> None:
+    n, d = feats.shape
+    chunk = max(1, min(n, CHUNK_ROWS))
+    g = root.create_group(name)
+    g.create_array("features", data=feats, chunks=(chunk, d))
+    g.create_array("coords", data=rows[["x", "y"]].to_numpy(np.int64), chunks=(chunk, 2))
+    g.create_array("parent", data=rows["parent"].to_numpy(np.int64), chunks=(chunk,))
+    g.create_array("tissue_fraction", data=rows["tissue_fraction"].to_numpy(np.float32),
+                   chunks=(chunk,))
+    first = rows.iloc[0]
+    g.attrs.update({
+        "mpp": float(first["mpp"]),
+        "tile_px": int(first["tile_px"]),
+        "size_um": float(first["size_um"]),
+        "size0": float(first["size0"]),
+        "n_tiles": n,
+    })

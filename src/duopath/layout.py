@@ -1,0 +1,36 @@
+"""Where every output lives, relative to ``output_dir`` (one place; rules, CLI and tests use it).
+
+The layout follows DESIGN.md's data contracts. ``{cohort}``/``{slide}``/``{encoder}`` are
+Snakemake wildcards as well as ``str.format`` fields.
+"""
+
+from __future__ import annotations
+
+DEMO_DIR = "demo/{cohort}"
+DEMO_SHEET = DEMO_DIR + "/samples.csv"
+DEMO_RNA = DEMO_DIR + "/rna_counts.tsv"
+SHEET = "cohorts/{cohort}/samples.csv"
+MASK_PNG = "masks/{cohort}/{slide}.png"
+MASK_JSON = "masks/{cohort}/{slide}.json"
+MASK_QC = "qc/{cohort}/{slide}.mask.jpg"
+TILES = "tiles/{cohort}/{slide}.parquet"
+TILES_QC = "qc/{cohort}/{slide}.tiles.jpg"
+FEATURES = "features/{cohort}/{encoder}/{slide}.zarr"
+WSI_SUMMARY = "qc/{cohort}/wsi_summary.csv"
+RNA_H5AD = "rna/{cohort}.h5ad"
+LOGS = "logs/{rule}/{cohort}/{name}.log"
+
+
+def out(output_dir: str, pattern: str, **fields: str) -> str:
+    """Join ``output_dir`` and a layout pattern, filling the given fields (others stay wildcards)."""
+    path = f"{output_dir.rstrip('/')}/{pattern}"
+    if not fields:
+        return path
+    return path.format_map(_Keep(fields))
+
+
+class _Keep(dict):
+    """``format_map`` helper that leaves unknown ``{wildcards}`` in place."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"

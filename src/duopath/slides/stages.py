@@ -1,0 +1,142 @@
+"""Per-slide segmentation and tiling stages: files in, files out, one bad slide never stops a cohort.
+
+A :class:`~duopath.slides.reader.SlideError` (unreadable file, no mpp, no tissue) is, with
+``on_error="skip"``, recorded in the slide's mask JSON as ``status: failed`` with the reason,
+and every downstream stage writes a typed empty output for it; the cohort summary lists it.
+With ``on_error="fail"`` it propagates and Snakemake stops. Outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+import duopath
+from duopath.config import SegmentationConfig, TilingConfig
+from duopath.io import write_image, write_json, write_table
+from duopath.slides.reader import SlideError, open_slide
+from duopath.slides.tiling import build_grids, empty_tiles
+from duopath.slides.tissue import overlay, segment
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["skip", "fail"]
+
+
+def segment_slide(
+    slide_path: Path,
+    slide_id: str,
+    cfg: SegmentationConfig,
+    *,
+    mask_png: Path,
+    mask_json: Path,
+    qc_image: Path,
+    mpp_override: float | None = None,
+    on_error: OnError = "skip",
+) -> dict:
+    """Segment one slide; write the mask PNG, its JSON metadata and a QC overlay."""
+    t0 = time.perf_counter()
+    meta: dict = {
+        "slide_id": slide_id,
+        "slide_path": str(slide_path),
+        "method": cfg.method,
+        "duopath_version": duopath.__version__,
+    }
+    try:
+        with open_slide(slide_path, mpp_override) as slide:
+            thumb, mask_mpp = slide.thumbnail(cfg.mpp)
+            meta.update(slide_mpp=slide.mpp, mpp_source=slide.mpp_source,
+                        slide_dims=list(slide.dimensions), level_count=len(slide.level_downsamples))
+        tissue = segment(thumb, mask_mpp, cfg)
+        if not tissue.mask.any():
+            raise SlideError(slide_path, "no tissue found",
+                             "is the slide blank or very faint? inspect it, or try "
+                             "segmentation.method: tiatoolbox_otsu")
+    except SlideError as err:
+        if on_error == "fail":
+            raise
+        log.error("%s (slide %s skipped; on_slide_error: skip)", err, slide_id)
+        meta.update(status="failed", error=str(err), seconds=time.perf_counter() - t0)
+        write_image(mask_png, Image.new("L", (1, 1), 0))
+        write_image(qc_image, _failed_picture(str(err)))
+        write_json(mask_json, meta)
+        return meta
+    meta.update(
+        status="ok",
+        error=None,
+        mask_mpp=mask_mpp,
+        mask_shape=list(tissue.mask.shape),
+        tissue_area_mm2=tissue.area_mm2,
+        tissue_fraction=tissue.fraction,
+        threshold=tissue.threshold,
+        seconds=time.perf_counter() - t0,
+    )
+    write_image(mask_png, Image.fromarray((tissue.mask * 255).astype(np.uint8)))
+    write_image(qc_image, Image.fromarray(overlay(thumb, tissue.mask)))
+    write_json(mask_json, meta)
+    log.info("%s: %.2f mm² tissue at %.1f µm/px in %.2f s", slide_id, tissue.area_mm2, mask_mpp,
+             meta["seconds"])
+    return meta
+
+
+def load_mask(mask_png: Path, mask_json: Path) -> tuple[np.ndarray, dict]:
+    meta = json.loads(Path(mask_json).read_text())
+    mask = np.asarray(Image.open(mask_png)) > 0
+    return mask, meta
+
+
+def tile_slide(
+    mask_png: Path,
+    mask_json: Path,
+    cfg: TilingConfig,
+    *,
+    tiles_out: Path,
+    qc_in: Path | None = None,
+    qc_out: Path | None = None,
+) -> pd.DataFrame:
+    """Build the nested grids of one slide from its mask; write the tile table (+ QC picture)."""
+    mask, meta = load_mask(mask_png, mask_json)
+    if meta.get("status") != "ok":
+        tiles = empty_tiles()
+        log.warning("%s: segmentation failed (%s); writing an empty tile table",
+                    meta.get("slide_id"), meta.get("error"))
+    else:
+        t0 = time.perf_counter()
+        tiles = build_grids(mask, meta["mask_mpp"], tuple(meta["slide_dims"]), meta["slide_mpp"], cfg)
+        counts = tiles.groupby("magnification", sort=False).size().to_dict()
+        log.info("%s: tiles %s in %.3f s", meta["slide_id"], counts, time.perf_counter() - t0)
+        if tiles.empty:
+            log.warning("%s: no tile reaches min_tissue_fraction %.2f", meta["slide_id"],
+                        cfg.min_tissue_fraction)
+    write_table(tiles_out, tiles)
+    if qc_out is not None:
+        base = Image.open(qc_in).convert("RGB") if qc_in is not None else Image.new("RGB", (1, 1))
+        write_image(qc_out, _draw_tiles(base, tiles, meta))
+    return tiles
+
+
+def _draw_tiles(base: Image.Image, tiles: pd.DataFrame, meta: dict) -> Image.Image:
+    """Outline the coarsest-grid tiles on the mask overlay (scale: level-0 px → QC px)."""
+    if tiles.empty or meta.get("status") != "ok":
+        return base
+    img = base.copy()
+    draw = ImageDraw.Draw(img)
+    s = meta["slide_mpp"] / meta["mask_mpp"]
+    coarse = tiles[tiles["magnification"] == tiles["magnification"].iloc[0]]
+    for x, y, size0 in coarse[["x", "y", "size0"]].itertuples(index=False):
+        draw.rectangle([x * s, y * s, (x + size0) * s, (y + size0) * s], outline=(20, 20, 160))
+    return img
+
+
+def _failed_picture(message: str) -> Image.Image:
+    img = Image.new("RGB", (480, 60), (240, 240, 240))
+    ImageDraw.Draw(img).text((8, 8), message[:80] + ("\n" + message[80:160] if len(message) > 80 else ""),
+                             fill=(160, 0, 0))
+    return img

@@ -1,0 +1,73 @@
+"""What the Snakemake DAG is made of, computed once at parse time from the validated config.
+
+Why here and not in the Snakefile: the plan (which cohorts, which slides, their mpp overrides)
+must be cheap -- no slide is opened while the DAG is built, so ``snakemake -n`` over a
+thousand slides takes seconds -- and it must be unit-testable without Snakemake.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pandas as pd
+
+from duopath import layout
+from duopath.cohort import canonicalise_sheet, read_sample_sheet
+from duopath.config import DuopathConfig
+
+
+class Plan:
+    """Cohorts and slides of one workflow run."""
+
+    def __init__(self, cfg: DuopathConfig) -> None:
+        self.cfg = cfg
+        self.output_dir = str(cfg.output_dir)
+        unknown = [c for c in cfg.only_cohorts if c not in cfg.cohorts]
+        if unknown:
+            from duopath.config import ConfigError
+
+            raise ConfigError(
+                f"only_cohorts names unknown cohorts {unknown}; configured: {sorted(cfg.cohorts)}"
+            )
+        self.cohorts = list(cfg.only_cohorts or cfg.cohorts)
+
+    def path(self, pattern: str, **fields: str) -> str:
+        return layout.out(self.output_dir, pattern, **fields)
+
+    def is_demo(self, cohort: str) -> bool:
+        return self.cfg.cohorts[cohort].demo is not None
+
+    def sheet_source(self, cohort: str) -> str:
+        """The file the canonical sheet is made from: the user's sheet or the demo's."""
+        c = self.cfg.cohorts[cohort]
+        if c.demo is not None:
+            return self.path(layout.DEMO_SHEET, cohort=cohort)
+        return str(c.sample_sheet)
+
+    @functools.cache  # noqa: B019 - one Plan per workflow run; the cache lives as long as it
+    def sheet(self, cohort: str) -> pd.DataFrame:
+        """The canonical, validated sample sheet (see :mod:`duopath.cohort`)."""
+        c = self.cfg.cohorts[cohort]
+        if c.demo is None:
+            return read_sample_sheet(c)
+        from duopath.demo import plan_demo
+
+        demo_dir = Path(self.path(layout.DEMO_DIR, cohort=cohort))
+        raw = plan_demo(c.demo).astype(str)
+        return canonicalise_sheet(raw, c, source=self.sheet_source(cohort), slide_dir=demo_dir,
+                                  check_files=False)
+
+    def slides(self, cohort: str) -> list[str]:
+        return self.sheet(cohort)["slide_id"].tolist()
+
+    @functools.cache  # noqa: B019
+    def _slide_index(self, cohort: str) -> dict[str, dict]:
+        return {r["slide_id"]: r for r in self.sheet(cohort).to_dict("records")}
+
+    def slide(self, cohort: str, slide: str) -> dict:
+        return self._slide_index(cohort)[slide]
+
+    def slide_mpp(self, cohort: str, slide: str) -> float | None:
+        mpp = self.slide(cohort, slide)["mpp"]
+        return None if mpp is None or pd.isna(mpp) else float(mpp)
