@@ -29,6 +29,7 @@ def atomic_path(dest: Path | str, *, is_dir: bool = False) -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}.tmp-", suffix=dest.suffix, dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -45,6 +46,19 @@ def atomic_path(dest: Path | str, *, is_dir: bool = False) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(dest: Path) -> None:
+    """Delete leftovers of a killed earlier write of ``dest`` (``.<stem>.tmp-*<suffix>``).
+
+    Safe because Snakemake locks the working directory: no other writer of ``dest`` runs now.
+    A killed feature extraction can leave gigabytes behind, so this is not cosmetic.
+    """
+    for stale in dest.parent.glob(f".{dest.stem}.tmp-*{dest.suffix}"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def write_json(dest: Path | str, obj: Any) -> None:

@@ -40,7 +40,7 @@ MARGIN_MM = 0.15  # glass around the tissue's bounding ellipse
 OVERLAP_PX = 16  # feathered overlap between neighbouring texture patches
 
 GLASS_RGB = np.array([237.0, 235.0, 240.0], dtype=np.float32)
-LYMPHOCYTE_RGB = np.array([58.0, 38.0, 105.0], dtype=np.float32)
+LYMPHOCYTE_RGB = np.array([52.0, 34.0, 92.0], dtype=np.float32)
 PEN_INKS: dict[str, tuple[float, float, float]] = {
     "blue": (40.0, 70.0, 175.0),
     "green": (35.0, 140.0, 85.0),
@@ -228,7 +228,7 @@ def _immune_cells(
     region = labels[(y // LABEL_DOWNSAMPLE).astype(int), (x // LABEL_DOWNSAMPLE).astype(int)]
     accept = np.where(region == STROMA, 1.0, np.where(region == TUMOUR, 0.15, 0.0))
     keep = rng.uniform(size=n) < accept
-    radius = rng.uniform(2.4, 3.8, size=int(keep.sum())) / spec.mpp  # 5-7.5 µm nuclei
+    radius = rng.uniform(2.2, 3.4, size=int(keep.sum())) / spec.mpp  # 4.5-7 µm nuclei
     return y[keep], x[keep], radius
 
 
@@ -246,27 +246,33 @@ def _draw_cells(
     py = cy[:, None] + oy[None, :]
     px = cx[:, None] + ox[None, :]
     dist = np.hypot(py - y[:, None], px - x[:, None])
-    alpha = np.clip(radius[:, None] - dist + 0.5, 0.0, 1.0) * rng.uniform(0.75, 0.95, (len(y), 1))
+    alpha = np.clip(radius[:, None] - dist + 0.5, 0.0, 1.0) * rng.uniform(0.85, 0.98, (len(y), 1))
     ok = (alpha > 0) & (py >= 0) & (py < h) & (px >= 0) & (px < w)
     py, px, alpha = py[ok], px[ok], alpha[ok].astype(np.float32)[:, None]
     tone = LYMPHOCYTE_RGB * rng.uniform(0.8, 1.25, size=(len(y), 1)).astype(np.float32)
     colour = np.broadcast_to(tone[:, None, :], (len(y), len(oy), 3))[ok]
+    colour = colour * rng.uniform(0.85, 1.15, size=(len(colour), 1)).astype(np.float32)  # chromatin
     rgb[py, px] = (rgb[py, px] * (1.0 - alpha) + colour * alpha).astype(np.uint8)
 
 
-def _pen_stroke(
-    spec: SlideSpec, rng: np.random.Generator, shape: tuple[int, int], scale: float
-) -> Image.Image:
-    """An 'L' mask of a marker stroke in the bottom glass margin, drawn at ``1/scale`` size."""
+def _pen_path(spec: SlideSpec, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Level-0 ``(x, y)`` points of a wavy marker stroke in the bottom glass margin."""
     h, w = shape
-    mask = Image.new("L", (max(1, int(w / scale)), max(1, int(h / scale))), 0)
     margin_px = MARGIN_MM * 1000.0 / spec.mpp
     xs = np.linspace(0.28 * w, 0.72 * w, 24)
-    ys = h - 0.5 * margin_px + 0.18 * margin_px * np.sin(np.linspace(0, 2.5, 24) + rng.uniform(0, 6))
-    width = max(1, int(round(0.45 * margin_px / scale)))
-    points = [(float(px / scale), float(py / scale)) for px, py in zip(xs, ys, strict=True)]
+    phase = rng.uniform(0.0, 2.0 * math.pi)
+    ys = h - 0.5 * margin_px + 0.18 * margin_px * np.sin(np.linspace(0.0, 2.5, 24) + phase)
+    return np.stack([xs, ys], axis=1)
+
+
+def _draw_path(path: np.ndarray, width_px: float, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """Boolean-ish 'L' raster (0/255) of ``path`` drawn at ``1/scale`` of level 0."""
+    h, w = shape
+    mask = Image.new("L", (max(1, round(w / scale)), max(1, round(h / scale))), 0)
+    points = [(float(x / scale), float(y / scale)) for x, y in path]
+    width = max(1, round(width_px / scale))
     ImageDraw.Draw(mask).line(points, fill=255, width=width, joint="curve")
-    return mask
+    return np.asarray(mask)
 
 
 def render_slide(spec: SlideSpec, bank: TextureBank) -> RenderedSlide:
@@ -299,12 +305,13 @@ def render_slide(spec: SlideSpec, bank: TextureBank) -> RenderedSlide:
     _draw_cells(rgb, cy, cx, radius, rng)
 
     if spec.pen is not None:
-        stroke = np.asarray(_pen_stroke(spec, rng, (h, w), 1.0), dtype=np.float32) / 255.0
+        path = _pen_path(spec, rng, (h, w))
+        width_px = 0.45 * MARGIN_MM * 1000.0 / spec.mpp
+        stroke = _draw_path(path, width_px, (h, w), 1.0).astype(np.float32) / 255.0
         ink = np.asarray(PEN_INKS[spec.pen], dtype=np.float32) / 255.0
         opacity = stroke[..., None] * 0.85
         rgb[:] = np.clip(rgb * (1.0 - opacity + opacity * ink), 0, 255).astype(np.uint8)
-        low_stroke = np.asarray(_pen_stroke(spec, rng, (h, w), float(d))) > 0
-        labels[low_stroke] = PEN
+        labels[_draw_path(path, width_px, (h, w), float(d)) > 0] = PEN
     return RenderedSlide(rgb=rgb, labels=labels, n_immune=len(cy))
 
 

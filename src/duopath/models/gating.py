@@ -1,0 +1,79 @@
+"""Dual-magnification gating: combine the per-magnification experts per sample.
+
+Confidence of an expert (what ``max_confidence`` and ``softmax`` gating compare):
+
+* classification: the maximum softmax probability;
+* survival: the maximum of the predicted outcome distribution over the K+1 discrete outcomes
+  "event in bin k" (p_k = h_k·S(k-1), k < K) and "no event through the last bin"
+  (p_K = S(K-1)), with hazards h = sigmoid(logits) and S = cumprod(1 - h). This is the
+  survival analogue of the max softmax probability: how peaked the expert's belief about the
+  patient's outcome is. (A max over raw hazards would not be a distribution and would favour
+  whichever expert predicts higher hazards, i.e. higher risk, not higher certainty.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GatingMode = Literal["max_confidence", "mean", "softmax"]
+GATING_MODES: tuple[str, ...] = ("max_confidence", "mean", "softmax")
+
+
+def survival_outcome_probs(logits: Tensor) -> Tensor:
+    """[B, K] hazard logits → [B, K+1] outcome distribution (computed in log space)."""
+    log_h = F.logsigmoid(logits)
+    log_s = torch.cumsum(F.logsigmoid(-logits), dim=-1)  # log S(k) = Σ_{j<=k} log(1-h_j)
+    log_s_prev = F.pad(log_s[..., :-1], (1, 0))  # log S(k-1), S(-1) = 1
+    return torch.cat([log_h + log_s_prev, log_s[..., -1:]], dim=-1).exp()
+
+
+def expert_confidence(logits: Tensor, task: str) -> Tensor:
+    """[B, C] logits → [B] confidence (see module docstring)."""
+    if task == "classification":
+        return torch.softmax(logits, dim=-1).amax(dim=-1)
+    if task == "survival":
+        return survival_outcome_probs(logits).amax(dim=-1)
+    raise ValueError(f"task must be 'survival' or 'classification', got {task!r}")
+
+
+def combine_experts(
+    logits: Sequence[Tensor],
+    confidence: Sequence[Tensor],
+    mode: str = "max_confidence",
+    temperature: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """Gate M experts' [B, C] logits into one [B, C].
+
+    Modes:
+        ``max_confidence`` (default, DESIGN.md): per sample, the most confident expert's
+        logits (ties → the first magnification in model order).
+        ``mean``: the arithmetic mean of logits (for classification the normalised geometric
+        mean of the experts' probabilities; for survival the mean hazard logit per bin).
+        ``softmax``: logits weighted by softmax(confidence / temperature) over experts.
+
+    Returns:
+        The gated logits [B, C] and the weights [B, M] (rows sum to 1).
+    """
+    if not logits or len(logits) != len(confidence):
+        raise ValueError("need one confidence per expert and at least one expert")
+    stacked = torch.stack(list(logits), dim=1)  # [B, M, C]
+    conf = torch.stack(list(confidence), dim=1)  # [B, M]
+    if mode == "max_confidence":
+        pick = conf.argmax(dim=1)
+        weights = F.one_hot(pick, conf.shape[1]).to(stacked.dtype)
+        chosen = stacked.gather(1, pick.view(-1, 1, 1).expand(-1, 1, stacked.shape[-1]))
+        return chosen.squeeze(1), weights
+    elif mode == "mean":
+        weights = torch.full_like(conf, 1.0 / conf.shape[1])
+    elif mode == "softmax":
+        if temperature <= 0:
+            raise ValueError(f"gating temperature must be > 0, got {temperature}")
+        weights = torch.softmax(conf / temperature, dim=1)
+    else:
+        raise ValueError(f"gating must be one of {GATING_MODES}, got {mode!r}")
+    return (weights.unsqueeze(-1) * stacked).sum(dim=1), weights

@@ -1,0 +1,203 @@
+"""Stage II student: histology only, distilled from the teacher (DESIGN.md, "Model").
+
+Per magnification: Linear(D→d) → tile-to-tile attention (``tile_attention``; default local
+kNN attention on the real layout) + FFN → ITA (ω = exp(clamp(Linear(d→1))), DPC-KNN into K
+prototypes, ω-weighted merge; ``ita``) → subspace pooling → head Linear(2d→C); experts gated
+as in the teacher.
+
+Subspace pooling (how K prototypes meet the teacher's [X_R^T ; X_R^E] for SKD): two learned
+queries, one per subspace, attend over the K prototypes (masked softmax), giving X_S^T and
+X_S^E ∈ R^d; SKD's MSE compares them with X_R^T and X_R^E, and the head sees [X_S^T ; X_S^E]
+exactly as the teacher's head sees its pair. Why not "prototype 0 ↔ T, prototype 1 ↔ E" for
+K = 2, nor a Linear(K·d→2d) for other K: DPC-KNN orders centres by density-peak score, which
+says nothing about tumour vs TME, so a fixed order would flip the MSE target between slides.
+The learned queries are permutation-invariant over prototypes and work unchanged for
+K = 2, 8, 32. After ITA the cost no longer grows with N (only the pooling over K tokens).
+
+Heatmaps: ``attention[m][s]`` [B, 1, N] is each tile's share of X_S^s (pooling weight of its
+cluster × its ω share within the cluster), plus ``tile_weights`` (ω) and ``clusters``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from duopath.models.contract import SUBSPACES, TASKS, ModelOutput, check_tiles
+from duopath.models.gating import GATING_MODES, combine_experts, expert_confidence
+from duopath.models.ita import dpc_knn, merge_tokens
+from duopath.models.layers import FeedForward
+from duopath.models.tile_attention import FullTileAttention, NeighbourhoodAttention
+
+
+class StudentExpert(nn.Module):
+    """One magnification's student branch, up to the subspace embeddings."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        dim: int,
+        n_heads: int,
+        tile_attention: str,
+        n_neighbours: int,
+        n_prototypes: int,
+        dpc_k: int,
+        dropout: float,
+        omega_clamp: float,
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(nn.Linear(feature_dim, dim), nn.GELU(), nn.Dropout(dropout))
+        self.norm_ctx = nn.LayerNorm(dim)
+        self.context: nn.Module
+        if tile_attention == "knn":
+            self.context = NeighbourhoodAttention(dim, n_heads, n_neighbours)
+        elif tile_attention == "full":
+            self.context = FullTileAttention(dim, n_heads)
+        else:
+            raise ValueError(f"tile_attention must be 'knn' or 'full', got {tile_attention!r}")
+        self.ffn = FeedForward(dim, dropout)
+        self.omega = nn.Linear(dim, 1)
+        self.omega_clamp = omega_clamp
+        self.n_prototypes, self.dpc_k = n_prototypes, dpc_k
+        self.queries = nn.Parameter(torch.randn(len(SUBSPACES), dim) * 0.02)
+        self.key = nn.Linear(dim, dim)
+        self.norm_out = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor, coords: Tensor) -> dict[str, Tensor]:
+        """Tiles [B, N, D] → embeddings [B, 2, d] plus ITA outputs for heatmaps and SKD."""
+        tokens = self.proj(x)
+        tokens = tokens + self.context(self.norm_ctx(tokens), mask, coords)
+        tokens = self.ffn(tokens)
+        # ω = exp(s), s clamped: the merge only uses ratios of ω, the clamp keeps exp finite.
+        raw = self.omega(tokens).squeeze(-1).clamp(-self.omega_clamp, self.omega_clamp)
+        omega = torch.exp(raw) * mask
+        clusters = dpc_knn(tokens, mask, self.n_prototypes, self.dpc_k)
+        protos, mass = merge_tokens(tokens, omega, clusters.assign, self.n_prototypes)
+        proto_mask = clusters.center_valid & (mass > 0)
+
+        scores = torch.einsum("sd,bkd->bsk", self.queries, self.key(protos))
+        scores = scores / math.sqrt(protos.shape[-1])
+        pool = torch.softmax(scores.masked_fill(~proto_mask[:, None, :], float("-inf")), dim=-1)
+        emb = self.norm_out(torch.einsum("bsk,bkd->bsd", pool, protos))
+
+        idx = clusters.assign.clamp(min=0)
+        share = omega / mass.gather(1, idx).clamp(min=1e-30)
+        tile_attn = pool.gather(2, idx[:, None, :].expand(-1, pool.shape[1], -1)) * share[:, None]
+        return {
+            "embedding": emb,
+            "prototypes": protos,
+            "prototype_mask": proto_mask,
+            "omega": omega,
+            "assign": clusters.assign,
+            "tile_attention": tile_attn,
+        }
+
+
+class Student(nn.Module):
+    """Histology-only student (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        feature_dim: int,
+        n_classes: int,
+        task: str = "survival",
+        magnifications: Sequence[str] = ("10x", "20x"),
+        dim: int = 128,
+        n_heads: int = 4,
+        tile_attention: str = "knn",
+        n_neighbours: int = 9,
+        n_prototypes: int = 2,
+        dpc_k: int = 5,
+        dropout: float = 0.25,
+        omega_clamp: float = 10.0,
+        gating: str = "max_confidence",
+        gating_temperature: float = 1.0,
+    ) -> None:
+        """Build the student.
+
+        Args:
+            feature_dim: D. n_classes: C. task: "survival" | "classification".
+            magnifications: ordered, as in the teacher it is distilled from.
+            dim: d (must equal the teacher's for SKD's MSE). n_heads: attention heads.
+            tile_attention: "knn" (default, local on the real layout) or "full" (SDPA).
+            n_neighbours: tiles per kNN neighbourhood (itself included).
+            n_prototypes: K ITA prototypes (2 default; 8, 32 as in the paper's ablation).
+            dpc_k: neighbours for DPC-KNN density (5). omega_clamp: bound on log ω.
+            gating, gating_temperature: as in the teacher.
+        """
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if gating not in GATING_MODES:
+            raise ValueError(f"gating must be one of {GATING_MODES}, got {gating!r}")
+        if n_prototypes < 1 or dpc_k < 1:
+            raise ValueError("n_prototypes and dpc_k must be >= 1")
+        mags = tuple(magnifications)
+        if not mags or len(set(mags)) != len(mags):
+            raise ValueError(f"magnifications must be non-empty and unique, got {mags}")
+        if n_classes < 1 or (task == "classification" and n_classes < 2):
+            raise ValueError(f"n_classes={n_classes} is invalid for task {task!r}")
+        self.task, self.magnifications, self.dim = task, mags, dim
+        self.feature_dim, self.n_classes, self.n_prototypes = feature_dim, n_classes, n_prototypes
+        self.gating, self.gating_temperature = gating, gating_temperature
+        self.experts = nn.ModuleDict(
+            {
+                m: StudentExpert(
+                    feature_dim,
+                    dim,
+                    n_heads,
+                    tile_attention,
+                    n_neighbours,
+                    n_prototypes,
+                    dpc_k,
+                    dropout,
+                    omega_clamp,
+                )
+                for m in mags
+            }
+        )
+        self.heads = nn.ModuleDict({m: nn.Linear(2 * dim, n_classes) for m in mags})
+
+    def forward(
+        self,
+        feats: Mapping[str, Tensor],
+        mask: Mapping[str, Tensor],
+        coords: Mapping[str, Tensor],
+    ) -> ModelOutput:
+        """Run every magnification's expert and gate them (shapes: ``contract`` module)."""
+        logits_by_mag: dict[str, Tensor] = {}
+        embeddings: dict[str, dict[str, Tensor]] = {}
+        attention: dict[str, dict[str, Tensor]] = {}
+        confidence: dict[str, Tensor] = {}
+        ita: dict[str, dict[str, Tensor]] = {}
+        for m in self.magnifications:
+            x, msk, xy = check_tiles(m, feats, mask, coords, self.feature_dim)
+            res = self.experts[m](x, msk, xy)
+            emb = res["embedding"]
+            embeddings[m] = {s: emb[:, i] for i, s in enumerate(SUBSPACES)}
+            attention[m] = {s: res["tile_attention"][:, i : i + 1] for i, s in enumerate(SUBSPACES)}
+            logits_by_mag[m] = self.heads[m](emb.flatten(1))
+            confidence[m] = expert_confidence(logits_by_mag[m], self.task)
+            ita[m] = res
+        logits, weights = combine_experts(
+            [logits_by_mag[m] for m in self.magnifications],
+            [confidence[m] for m in self.magnifications],
+            self.gating,
+            self.gating_temperature,
+        )
+        return ModelOutput(
+            logits=logits,
+            logits_by_mag=logits_by_mag,
+            embeddings=embeddings,
+            attention=attention,
+            confidence=confidence,
+            gate_weights=weights,
+            prototypes={m: r["prototypes"] for m, r in ita.items()},
+            prototype_mask={m: r["prototype_mask"] for m, r in ita.items()},
+            tile_weights={m: r["omega"] for m, r in ita.items()},
+            clusters={m: r["assign"] for m, r in ita.items()},
+        )

@@ -1,0 +1,110 @@
+"""End to end: the real Snakemake DAG on a tiny cohort (2 real-slide copies + 1 corrupt file)
+and a tiny generated demo cohort; a second run is a no-op; one cohort can run alone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+import zarr
+
+from duopath import layout
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"),
+           "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> Path:
+    work = tmp_path_factory.mktemp("dag")
+    slides = work / "slides"
+    slides.mkdir()
+    for name in ("cmu_a.svs", "cmu_b.svs"):
+        shutil.copy(cmu_slide, slides / name)
+    (slides / "broken.svs").write_bytes(b"this is not a slide" * 50)
+    pd.DataFrame({
+        "patient_id": ["P1", "P2", "P3"],
+        "slide_id": ["cmu_a", "cmu_b", "broken"],
+        "slide_path": ["cmu_a.svs", "cmu_b.svs", "broken.svs"],
+        "site": ["S1", "S2", "S1"],
+        "time": [10.0, 20.0, 5.0],
+        "event": [1, 0, 1],
+    }).to_csv(work / "samples.csv", index=False)
+    config = {
+        "output_dir": "output",
+        "cohorts": {
+            "tiny": {"sample_sheet": "samples.csv", "slide_dir": "slides"},
+            "minidemo": {"demo": {"n_patients": 4, "n_sites": 2, "seed": 3,
+                                  "tissue_mm": [0.8, 0.6]}},
+        },
+        "encoder": {"num_workers": 1, "batch_size": 32},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(work, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-5000:]
+    return work
+
+
+def test_outputs_per_slide(finished_run: Path) -> None:
+    out = finished_run / "output"
+    for cohort in ("tiny", "minidemo"):
+        summary = pd.read_csv(out / layout.WSI_SUMMARY.format(cohort=cohort))
+        ok = summary[summary["status"] == "ok"]
+        assert len(ok) >= 2
+        for slide in ok["slide_id"]:
+            f = {k: out / getattr(layout, k).format(cohort=cohort, slide=slide,
+                                                  encoder="efficientnet_lite0")
+                 for k in ("MASK_PNG", "MASK_JSON", "MASK_QC", "TILES", "TILES_QC", "FEATURES")}
+            assert all(p.exists() for p in f.values()), f
+            tiles = pd.read_parquet(f["TILES"])
+            root = zarr.open_group(str(f["FEATURES"]), mode="r")
+            assert root.attrs["encoder"] == "efficientnet_lite0" and root.attrs["status"] == "ok"
+            for mag in ("10x", "20x"):
+                t = tiles[tiles["magnification"] == mag]
+                feats = root[mag]["features"]
+                assert feats.shape == (len(t), 1280) and feats.dtype == np.float16
+                np.testing.assert_array_equal(root[mag]["coords"][:], t[["x", "y"]].to_numpy())
+                assert np.isfinite(feats[:].astype(np.float32)).all()
+            assert len(tiles[tiles["magnification"] == "10x"]) == root["10x"].attrs["n_tiles"]
+
+
+def test_bad_slide_is_reported_not_fatal(finished_run: Path) -> None:
+    summary = pd.read_csv(finished_run / "output" / layout.WSI_SUMMARY.format(cohort="tiny"))
+    broken = summary.set_index("slide_id").loc["broken"]
+    assert broken["status"] == "failed" and "OpenSlide cannot open" in broken["error"]
+
+
+def test_second_run_does_nothing(finished_run: Path) -> None:
+    run = snakemake(finished_run, "--cores", "2", "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+def test_one_cohort_alone_and_lost_store_redone(finished_run: Path) -> None:
+    store = finished_run / "output" / layout.FEATURES.format(
+        cohort="tiny", slide="cmu_b", encoder="efficientnet_lite0")
+    shutil.rmtree(store)
+    stale = store.parent / ".cmu_b.tmp-killed.zarr"  # what a killed writer leaves behind
+    stale.mkdir()
+    dry = snakemake(finished_run, "--cores", "2", "-n", "--config", "only_cohorts=tiny")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    text = dry.stdout + dry.stderr
+    assert "embed" in text and "minidemo" not in text
+    run = snakemake(finished_run, "--cores", "2", "--config", "only_cohorts=tiny")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert store.exists() and not stale.exists()
