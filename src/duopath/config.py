@@ -37,7 +37,9 @@ class DemoConfig(_Strict):
     seed: int = 7
     mpp: float = Field(0.5, gt=0.05, le=2.0, description="level-0 µm/px of the written slides")
     tissue_mm: tuple[float, float] = Field(
-        (1.6, 1.2), description="approximate width, height of each slide's tissue area in mm"
+        (1.25, 0.95),
+        description="approximate width, height of each slide's tissue area in mm (default: "
+        "~16 tiles at 10x and ~65 at 20x per slide, ~3,400 for the default cohort)",
     )
     n_genes: int = Field(2000, ge=200, le=30000)
     jpeg_quality: int = Field(

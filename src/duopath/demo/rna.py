@@ -141,8 +141,9 @@ def gene_truth(cfg: DemoConfig) -> pd.DataFrame:
     chosen += list(rng.choice(coding_rest, size=n_rest - take_h, replace=False))
     genes = np.array(sorted(chosen))
 
-    core_t, core_e = _union(tuple(s for s in TUMOUR_SETS if s in CORE_SETS)), _union(
-        tuple(s for s in TME_SETS if s in CORE_SETS)
+    core_t, core_e = (
+        _union(tuple(s for s in TUMOUR_SETS if s in CORE_SETS)),
+        _union(tuple(s for s in TME_SETS if s in CORE_SETS)),
     )
     in_t = np.isin(genes, list(tumour))
     in_e = np.isin(genes, list(tme))

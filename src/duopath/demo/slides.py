@@ -38,6 +38,7 @@ MIN_CANVAS_PX = 1024  # so that levels 1 and 2 (downsample 4, 16) are never dege
 MAX_CANVAS_PX = 200_000_000  # one slide is held in memory; refuse absurd tissue_mm
 MARGIN_MM = 0.15  # glass around the tissue's bounding ellipse
 OVERLAP_PX = 16  # feathered overlap between neighbouring texture patches
+EDGE_GLASS_UM = 40.0  # tissue never comes closer than this to the slide's edge
 
 GLASS_RGB = np.array([237.0, 235.0, 240.0], dtype=np.float32)
 LYMPHOCYTE_RGB = np.array([52.0, 34.0, 92.0], dtype=np.float32)
@@ -152,6 +153,11 @@ def _layout(
     lobes = _smooth_noise(rng, low, 160.0 / um_per_low)
     ragged = _smooth_noise(rng, low, 40.0 / um_per_low)
     tissue_field = radius + 0.16 * lobes + 0.04 * ragged
+    # Keep a strip of bare glass along the canvas edge whatever the noise did: every slide has
+    # background at its corners and borders, as a real scan does.
+    border = max(2, round(EDGE_GLASS_UM / um_per_low))
+    edge = np.minimum(np.minimum(yy, lh - 1 - yy), np.minimum(xx, lw - 1 - xx))
+    tissue_field = np.where(edge < border, np.maximum(tissue_field, 1.5), tissue_field)
 
     sigma_t = 110.0 / um_per_low
     tumour_field = _smooth_noise(rng, low, sigma_t)
@@ -239,7 +245,7 @@ def _draw_cells(
     if len(y) == 0:
         return
     h, w = rgb.shape[:2]
-    r_max = int(math.ceil(radius.max())) + 1
+    r_max = math.ceil(radius.max()) + 1
     oy, ox = np.mgrid[-r_max : r_max + 1, -r_max : r_max + 1]
     oy, ox = oy.ravel(), ox.ravel()
     cy, cx = np.round(y).astype(int), np.round(x).astype(int)
@@ -255,14 +261,28 @@ def _draw_cells(
     rgb[py, px] = (rgb[py, px] * (1.0 - alpha) + colour * alpha).astype(np.uint8)
 
 
-def _pen_path(spec: SlideSpec, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Level-0 ``(x, y)`` points of a wavy marker stroke in the bottom glass margin."""
+def _pen_path(
+    spec: SlideSpec, rng: np.random.Generator, labels: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, float]:
+    """Level-0 ``(x, y)`` points and width of a wavy marker stroke on the glass below the tissue.
+
+    A real pen mark sits on the glass next to the section (a circle or arrow for the
+    pathologist); it goes in the free band under the tissue, so it tests pen removal without
+    hiding tissue.
+    """
     h, w = shape
-    margin_px = MARGIN_MM * 1000.0 / spec.mpp
-    xs = np.linspace(0.28 * w, 0.72 * w, 24)
+    d = LABEL_DOWNSAMPLE
+    x0, x1 = 0.28 * w, 0.72 * w
+    cols = labels[:, int(x0 // d) : int(x1 // d) + 1]
+    rows = np.flatnonzero((cols == STROMA).any(axis=1) | (cols == TUMOUR).any(axis=1))
+    top = (rows.max() + 1) * d if len(rows) else h // 2
+    band = max(h - top, d)
+    width = min(0.45 * MARGIN_MM * 1000.0 / spec.mpp, 0.5 * band)
+    xs = np.linspace(x0, x1, 24)
     phase = rng.uniform(0.0, 2.0 * math.pi)
-    ys = h - 0.5 * margin_px + 0.18 * margin_px * np.sin(np.linspace(0.0, 2.5, 24) + phase)
-    return np.stack([xs, ys], axis=1)
+    wave = 0.25 * (band - width) * np.sin(np.linspace(0.0, 2.5, 24) + phase)
+    ys = top + 0.5 * band + wave
+    return np.stack([xs, ys], axis=1), width
 
 
 def _draw_path(path: np.ndarray, width_px: float, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -283,9 +303,9 @@ def render_slide(spec: SlideSpec, bank: TextureBank) -> RenderedSlide:
     low = (h // d, w // d)
 
     tissue_field, tumour_field, threshold, tissue_gain, tumour_gain = _layout(spec, rng, low)
-    labels = np.where(
-        tissue_field < 1.0, np.where(tumour_field >= threshold, TUMOUR, STROMA), GLASS
-    ).astype(np.uint8)
+    labels = np.where(tissue_field < 1.0, np.where(tumour_field >= threshold, TUMOUR, STROMA), GLASS).astype(
+        np.uint8
+    )
 
     alpha_tissue = np.clip((1.0 - _upsample(tissue_field, (h, w))) * tissue_gain + 0.5, 0.0, 1.0)
     alpha_tumour = np.clip((_upsample(tumour_field, (h, w)) - threshold) * tumour_gain + 0.5, 0, 1)
@@ -305,8 +325,7 @@ def render_slide(spec: SlideSpec, bank: TextureBank) -> RenderedSlide:
     _draw_cells(rgb, cy, cx, radius, rng)
 
     if spec.pen is not None:
-        path = _pen_path(spec, rng, (h, w))
-        width_px = 0.45 * MARGIN_MM * 1000.0 / spec.mpp
+        path, width_px = _pen_path(spec, rng, labels, (h, w))
         stroke = _draw_path(path, width_px, (h, w), 1.0).astype(np.float32) / 255.0
         ink = np.asarray(PEN_INKS[spec.pen], dtype=np.float32) / 255.0
         opacity = stroke[..., None] * 0.85

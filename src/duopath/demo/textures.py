@@ -111,9 +111,7 @@ def _crop(rgb: np.ndarray, corners: np.ndarray, out_px: int) -> np.ndarray:
     patches = np.stack([rgb[y : y + PATCH_PX, x : x + PATCH_PX] for y, x in corners])
     if out_px == PATCH_PX:
         return patches
-    return np.stack(
-        [np.asarray(Image.fromarray(p).resize((out_px, out_px), Image.BICUBIC)) for p in patches]
-    )
+    return np.stack([np.asarray(Image.fromarray(p).resize((out_px, out_px), Image.BICUBIC)) for p in patches])
 
 
 @functools.lru_cache(maxsize=4)
@@ -124,7 +122,7 @@ def load_texture_bank(mpp: float) -> TextureBank:
     """
     rgb = _read_source()
     tumour_at, stroma_at = _select(rgb)
-    out_px = int(round(PATCH_PX * SOURCE_MPP / mpp))
+    out_px = round(PATCH_PX * SOURCE_MPP / mpp)
     if abs(out_px - PATCH_PX) <= 2:
         out_px = PATCH_PX  # 0.499 vs 0.5 µm/px: resampling would only blur
     bank = TextureBank(tumour=_crop(rgb, tumour_at, out_px), stroma=_crop(rgb, stroma_at, out_px))

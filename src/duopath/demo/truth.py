@@ -51,7 +51,7 @@ GRADE_NOISE = 0.4
 SHARE_RANGE = (0.12, 0.88)
 SHARE_SLOPE = 1.2
 SHARE_JITTER = 0.04  # per-slide deviation from the patient's share (two slides differ)
-IMMUNE_BASE_PER_MM2 = 400.0  # immune-like cells per mm² of stroma at e = 0
+IMMUNE_BASE_PER_MM2 = 600.0  # immune-like cells per mm² of stroma at e = 0
 IMMUNE_SLOPE = 0.8  # log-density per unit of e
 
 # Independent random streams, so adding e.g. a slide never reshuffles the patients.

@@ -5,8 +5,9 @@ Why this shape:
   are not fork-safe to share), so JPEG decoding runs in parallel with the model and a GPU is not
   left waiting on a single reading thread. Pinned memory + non-blocking copies, bf16 autocast
   and channels-last on CUDA.
-- All magnifications go through one loader pass (each tile row carries its own level-0 size),
-  so workers start once per slide.
+- A coarse tile and its nested finer tiles are one item: their region is read and decoded
+  once and the finer tiles are cropped from it (half the JPEG decoding of per-tile reads), and
+  all magnifications go through one loader pass, so workers start once per slide.
 - The store is written to a temporary directory next to the destination and renamed when
   complete: a killed job never leaves a store that looks finished (``io.atomic_path``).
 
@@ -42,25 +43,62 @@ log = logging.getLogger(__name__)
 CHUNK_ROWS = 8192
 
 
+def tile_groups(tiles: pd.DataFrame) -> list[np.ndarray]:
+    """Row numbers of ``tiles`` grouped by their coarsest ancestor (the tile, then descendants).
+
+    Follows the ``parent`` chain magnification by magnification (the table lists coarse to
+    fine), so a 10x tile's group holds its own row and its 20x (and 40x...) descendants' rows.
+    """
+    root = np.empty(len(tiles), dtype=np.int64)
+    prev_rows: np.ndarray | None = None
+    for _, rows in tiles.groupby("magnification", sort=False):
+        pos = rows.index.to_numpy()
+        if prev_rows is None:
+            root[pos] = pos
+        else:
+            root[pos] = root[prev_rows[rows["parent"].to_numpy()]]
+        prev_rows = pos
+    order = np.argsort(root, kind="stable")
+    bounds = np.flatnonzero(np.diff(root[order])) + 1
+    return np.split(order, bounds) if len(order) else []
+
+
 class TileDataset(Dataset):
-    """Tiles of one slide as uint8 [px, px, 3]; the slide is opened lazily in each worker."""
+    """Nested tile groups of one slide: item g = (row numbers, uint8 [k, px, px, 3]).
+
+    Each item is one coarse tile with all its descendants, read with a single ``read_region``
+    (:meth:`~duopath.slides.reader.Slide.read_nested`). The slide is opened lazily in each
+    worker process (OpenSlide handles must not be shared across a fork).
+    """
 
     def __init__(self, slide_path: Path, tiles: pd.DataFrame, mpp_override: float | None) -> None:
         self.slide_path = Path(slide_path)
         self.mpp_override = mpp_override
+        tiles = tiles.reset_index(drop=True)
+        self.groups = tile_groups(tiles)
         self.xy = tiles[["x", "y"]].to_numpy(np.int64)
         self.size0 = tiles["size0"].to_numpy(np.float64)
-        self.tile_px = tiles["tile_px"].to_numpy(np.int64)
+        self.tile_px = int(tiles["tile_px"].iloc[0]) if len(tiles) else 0
+        self.n_tiles = len(tiles)
         self._slide = None
 
     def __len__(self) -> int:
-        return len(self.xy)
+        return len(self.groups)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._slide is None:
             self._slide = open_slide(self.slide_path, self.mpp_override)
-        x, y = self.xy[i]
-        return torch.from_numpy(self._slide.read_square(x, y, self.size0[i], int(self.tile_px[i])))
+        rows = self.groups[g]
+        head = rows[0]
+        squares = [(int(self.xy[r, 0]), int(self.xy[r, 1]), float(self.size0[r])) for r in rows]
+        crops = self._slide.read_nested(int(self.xy[head, 0]), int(self.xy[head, 1]),
+                                        float(self.size0[head]), squares, self.tile_px)
+        return torch.from_numpy(rows), torch.from_numpy(np.stack(crops))
+
+
+def collate_groups(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate tile groups into one batch of rows and tiles."""
+    return torch.cat([r for r, _ in items]), torch.cat([t for _, t in items])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,22 +118,22 @@ def embed_tiles(
     desc: str = "embed",
 ) -> np.ndarray:
     """Run the encoder over every tile of ``dataset``; float32 [N, D] on the host."""
-    n = len(dataset)
+    n = dataset.n_tiles
     out = np.empty((n, encoder.spec.dim), dtype=np.float32)
     if n == 0:
         return out
     cuda = device.type == "cuda"
+    per_group = max(1, round(n / max(1, len(dataset))))
     loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=cuda,
-        shuffle=False, persistent_workers=False,
+        dataset, batch_size=max(1, batch_size // per_group), num_workers=num_workers,
+        pin_memory=cuda, shuffle=False, collate_fn=collate_groups,
         prefetch_factor=4 if num_workers > 0 else None,
     )
     module = encoder.module.to(device)
     if cuda:
         module = module.to(memory_format=torch.channels_last)
-    start = 0
     with tqdm(total=n, desc=desc, unit="tile", disable=None) as bar:
-        for batch in loader:
+        for rows, batch in loader:
             batch = batch.to(device, non_blocking=True)
             x = encoder.preprocess(batch)
             if cuda:
@@ -104,9 +142,8 @@ def embed_tiles(
                     feats = module(x)
             else:
                 feats = module(x)
-            out[start : start + len(batch)] = feats.float().cpu().numpy()
-            start += len(batch)
-            bar.update(len(batch))
+            out[rows.numpy()] = feats.float().cpu().numpy()
+            bar.update(len(rows))
     return out
 
 

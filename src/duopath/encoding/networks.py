@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -312,6 +312,14 @@ def build_network(arch: str, timm_name: str | None, kwargs: Mapping[str, Any]) -
     raise ValueError(f"unknown architecture family {arch!r}")
 
 
+_DINOV2_RENAMES = (
+    ("attention.attention.query.", "attention.q_proj."),
+    ("attention.attention.key.", "attention.k_proj."),
+    ("attention.attention.value.", "attention.v_proj."),
+    ("attention.output.dense.", "attention.o_proj."),
+)
+
+
 def convert_state_dict(
     arch: str, state_dict: dict[str, torch.Tensor], net: nn.Module
 ) -> dict[str, torch.Tensor]:
@@ -323,7 +331,22 @@ def convert_state_dict(
       renames and drops those. A no-op on checkpoints already in the new layout.
     - CONCH v1.5: a 224-px position table is resampled to the model's grid (see
       :func:`resample_pos_embed_dino`); a table already at the model's size is kept.
+    - DINOv2 in transformers: hub checkpoints (Phikon-v2) use the 4.x attention names
+      (``attention.attention.query``); transformers >= 5 renames them at ``from_pretrained``
+      time, which we bypass, so the same renames are applied here when the built model
+      uses the new names. Both transformers generations therefore load the same file.
     """
+    if arch == "hf_dinov2":
+        model_keys = set(net.state_dict())
+        out: dict[str, torch.Tensor] = {}
+        for k, v in state_dict.items():
+            if k not in model_keys:
+                for old, new in _DINOV2_RENAMES:
+                    if old in k and k.replace(old, new) in model_keys:
+                        k = k.replace(old, new)
+                        break
+            out[k] = v
+        return out
     if arch == "timm_swin_convstem":
         from timm.models.swin_transformer import checkpoint_filter_fn
 

@@ -15,29 +15,34 @@ its weights were trained with. Three design rules:
   dim, weight source) is in :data:`_RECIPES`; code paths are shared across models.
 
 ``weights_id`` (stored in each feature store's attrs) is ``sha256:<hex>`` of the weights file,
-or for files over 256 MiB ``fp:<hex>``: a sampled fingerprint, sha256 over
-``b"duopath-fp-v1" + size (8 bytes little-endian) + first 16 MiB + last 16 MiB``, so hashing
-a 4 GB ViT-g checkpoint costs milliseconds instead of a minute per job.
+or for files over 256 MiB a documented sampled fingerprint ``fp:<hex>`` (see
+:mod:`duopath.encoding.checkpoints`), or ``wheel:<dist>==<version>`` for the wheel default.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from duopath.encoding import networks
+from duopath.encoding.checkpoints import (
+    WEIGHT_SUFFIXES,
+    EncoderError,
+    check_against,
+    file_fingerprint,
+    read_checkpoint,
+    strip_prefixes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +56,6 @@ LITE_STD = (128.0 / 255.0,) * 3
 # Bioptimus' published H-optimus normalisation (model card).
 HOPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
 HOPTIMUS_STD = (0.211883, 0.230117, 0.177517)
-
-FULL_HASH_MAX_BYTES = 256 * 2**20
-FP_CHUNK_BYTES = 16 * 2**20
-
-
-class EncoderError(RuntimeError):
-    """An encoder cannot be built: unknown name, weights missing, or checkpoint mismatch."""
-
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -95,6 +92,7 @@ def _spec(name: str, dim: int, px: int, mean: tuple, std: tuple, source: str, de
 _HF_GATED = "gated on Hugging Face: accept the licence on the model page, then download"
 _VIT_IGNORE = (r"^head\.", r"^mask_token$")
 
+# fmt: off  (a table reads better one model per block than one argument per line)
 _RECIPES: dict[str, _Recipe] = {
     "efficientnet_lite0": _Recipe(
         _spec("efficientnet_lite0", 1280, 224, LITE_MEAN, LITE_STD, "wheel",
@@ -203,6 +201,7 @@ _RECIPES: dict[str, _Recipe] = {
         (r"^head\.",),
     ),
 }
+# fmt: on
 
 #: Public view of the registry: name -> spec (dims are those of the published architectures).
 ENCODERS: dict[str, EncoderSpec] = {name: r.spec for name, r in _RECIPES.items()}
@@ -255,34 +254,8 @@ class Encoder:
 
 
 # --------------------------------------------------------------------------------------------
-# Weights: where they are and what they are
+# Weights: where they are
 # --------------------------------------------------------------------------------------------
-def file_fingerprint(path: Path, *, full_hash_max: int = FULL_HASH_MAX_BYTES) -> str:
-    """``sha256:<hex>`` of the file, or the sampled ``fp:<hex>`` above ``full_hash_max`` bytes.
-
-    The sampled form (documented in the module docstring) still changes when a checkpoint is
-    re-exported, truncated or swapped for another model, which is what feature-store
-    provenance needs, without reading gigabytes on every Snakemake job.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        if size <= full_hash_max:
-            for block in iter(lambda: f.read(2**20), b""):
-                h.update(block)
-            return f"sha256:{h.hexdigest()}"
-        h.update(b"duopath-fp-v1")
-        h.update(size.to_bytes(8, "little"))
-        h.update(f.read(FP_CHUNK_BYTES))
-        f.seek(max(size - FP_CHUNK_BYTES, 0))
-        h.update(f.read(FP_CHUNK_BYTES))
-    return f"fp:{h.hexdigest()}"
-
-
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-
-
 def _hf_cache_dir() -> Path:
     """The HF hub cache as huggingface_hub would resolve it now (env read at call time)."""
     if os.environ.get("HF_HUB_CACHE"):
@@ -297,7 +270,7 @@ def _find_in_dir(recipe: _Recipe, folder: Path) -> Path:
     for name in recipe.filenames:
         if (folder / name).is_file():
             return folder / name
-    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     if len(candidates) == 1:
         return candidates[0]
     listing = ", ".join(p.name for p in candidates) or "none"
@@ -355,102 +328,6 @@ def _resolve_weights(recipe: _Recipe, weights: Path | None) -> tuple[Path, str]:
             )
         path = found
     return path, file_fingerprint(path)
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints: read, normalise keys, verify against the architecture
-# --------------------------------------------------------------------------------------------
-_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "network")
-_STRIP_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.", "encoder.", "visual.", "trunk.")
-
-
-def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors/.bin/.pth file, unwrapped from training-checkpoint dicts."""
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as e:  # pragma: no cover - safetensors ships with timm/transformers
-            raise EncoderError(f"{path} is a safetensors file; `pip install safetensors`") from e
-        return load_file(str(path))
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:  # legacy (pre-zip) serialisation cannot be memory-mapped
-            if "mmap" not in str(e):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise EncoderError(
-            f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {e}). duopath "
-            "does not unpickle arbitrary objects; if you trust the file, re-save its state_dict "
-            "with torch.save(sd, 'weights.pth')"
-        ) from e
-    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
-        if isinstance(obj, Mapping) and not any(torch.is_tensor(v) for v in obj.values()):
-            inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, Mapping):
-        raise EncoderError(f"{path} holds a {type(obj).__name__}, not a state_dict")
-    tensors = {str(k): v for k, v in obj.items() if torch.is_tensor(v)}
-    if not tensors:
-        raise EncoderError(f"{path} contains no tensors (top-level keys: {list(obj)[:10]})")
-    return tensors
-
-
-def _strip_prefixes(sd: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
-    """Drop wrapper prefixes (DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``, ...).
-
-    A prefix is removed only when doing so increases the overlap with the model's keys, so a
-    model whose own keys start with ``encoder.`` (transformers) or ``trunk.`` (CONCH) is safe.
-    """
-    def overlap(d: Mapping[str, Any]) -> int:
-        return len(model_keys.intersection(d))
-
-    changed = True
-    while changed:
-        changed = False
-        for p in _STRIP_PREFIXES:
-            cand = {(k[len(p):] if k.startswith(p) else k): v for k, v in sd.items()}
-            if len(cand) == len(sd) and overlap(cand) > overlap(sd):
-                sd, changed = cand, True
-    return sd
-
-
-def _check_against(
-    recipe: _Recipe, path: Path, sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
-) -> None:
-    """Raise EncoderError listing missing / unexpected / mis-shaped keys, if any."""
-    ignore = [re.compile(p) for p in recipe.ignore_unexpected]
-    missing = sorted(k for k in expected if k not in sd)
-    unexpected = sorted(k for k in sd if k not in expected and not any(r.search(k) for r in ignore))
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
-    )
-    if not (missing or unexpected or shapes):
-        return
-
-    def summary(label: str, items: list[str]) -> str:
-        more = f" (+{len(items) - 6} more)" if len(items) > 6 else ""
-        return f"\n  {len(items)} {label}: {', '.join(items[:6])}{more}"
-
-    msg = f"checkpoint {path} does not match the '{recipe.spec.name}' architecture:"
-    if missing:
-        msg += summary("missing keys (in the model, not in the checkpoint)", missing)
-    if unexpected:
-        msg += summary("unexpected keys (in the checkpoint, not in the model)", unexpected)
-    if shapes:
-        msg += summary("shape mismatches", shapes)
-    if not set(sd).intersection(expected):
-        msg += "\n  no key in common: is this the checkpoint of a different model?"
-    msg += (
-        "\n  If it is a custom checkpoint of another size, pass arch_overrides "
-        "(e.g. embed_dim/depth/num_heads) to load_encoder."
-    )
-    raise EncoderError(msg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,9 +395,9 @@ def load_encoder(
     dim = _probe_dim(networks.EncoderModule(net, recipe.pooling), px)
 
     model_keys = set(net.state_dict())
-    sd = _strip_prefixes(_read_checkpoint(path), model_keys)
+    sd = strip_prefixes(read_checkpoint(path), model_keys)
     sd = networks.convert_state_dict(recipe.arch, sd, net)
-    _check_against(recipe, path, sd, net.state_dict())
+    check_against(name, path, sd, net.state_dict(), recipe.ignore_unexpected)
 
     net.load_state_dict(sd, strict=False, assign=True)
     if any(t.is_meta for t in (*net.parameters(), *net.buffers())):

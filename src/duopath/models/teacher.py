@@ -147,18 +147,20 @@ class Teacher(nn.Module):
     def _gene_inputs(
         self, genes_T: Tensor | None, genes_E: Tensor | None, batch: int  # noqa: N803
     ) -> dict[str, Tensor]:
+        given = {"T": genes_T, "E": genes_E}
         if self.rna_mean_T is not None and self.rna_mean_E is not None:
-            genes_T = self.rna_mean_T.expand(batch, -1)
-            genes_E = self.rna_mean_E.expand(batch, -1)
-        if genes_T is None or genes_E is None:
-            raise ValueError("the teacher needs genes_T and genes_E (or the rna_mean ablation)")
-        for s, g in (("T", genes_T), ("E", genes_E)):
+            given = {"T": self.rna_mean_T.expand(batch, -1), "E": self.rna_mean_E.expand(batch, -1)}
+        genes: dict[str, Tensor] = {}
+        for s, g in given.items():
+            if g is None:
+                raise ValueError(f"the teacher needs genes_{s} (or the rna_mean ablation)")
             if g.shape != (batch, self.n_genes[s]):
                 raise ValueError(f"genes_{s} must be {(batch, self.n_genes[s])}, got {tuple(g.shape)}")
+            genes[s] = g
         if not self.disentangle:
-            both = torch.cat([genes_T, genes_E], dim=-1)
-            return {"T": both, "E": both}
-        return {"T": genes_T, "E": genes_E}
+            both = torch.cat([genes[s] for s in SUBSPACES], dim=-1)
+            return {s: both for s in SUBSPACES}
+        return genes
 
     def forward(
         self,

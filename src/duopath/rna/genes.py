@@ -71,7 +71,7 @@ class GeneMap:
 @functools.cache
 def load_gene_map() -> GeneMap:
     """The packaged GENCODE v31 map (cached: read once per process)."""
-    ref = resources.files("duopath.data").joinpath("genesets", GENE_MAP_FILE)
+    ref = resources.files("duopath") / "data" / "genesets" / GENE_MAP_FILE
     with resources.as_file(ref) as path:
         table = pd.read_csv(path, sep="\t", header=None, names=["gene_id", "symbol"], dtype=str)
     return gene_map_from_table(table, source=f"GENCODE v31 ({GENE_MAP_FILE}, packaged)")

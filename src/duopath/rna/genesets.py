@@ -140,7 +140,7 @@ def load_gene_sets(sources: list[str]) -> list[GeneSet]:
     where: dict[str, str] = {}
     for src in sources:
         if src == HALLMARK:
-            ref = resources.files("duopath.data").joinpath("genesets", HALLMARK_FILE)
+            ref = resources.files("duopath") / "data" / "genesets" / HALLMARK_FILE
             with resources.as_file(ref) as path:
                 sets = read_gmt(path, source=HALLMARK)
         elif Path(src).suffix.lower() == ".gmt":

@@ -70,15 +70,41 @@ class Slide:
         Reads from the nearest finer level and resizes (antialiased). Areas outside the slide or
         transparent in the file become white, like glass.
         """
-        target_mpp = size0 * self.mpp / out_px
-        level = self.level_for_mpp(target_mpp)
+        return self.read_nested(x, y, size0, [(x, y, size0)], out_px)[0]
+
+    def read_nested(
+        self,
+        x: int,
+        y: int,
+        size0: float,
+        squares: list[tuple[int, int, float]],
+        out_px: int,
+    ) -> list[np.ndarray]:
+        """Read the region (x, y, size0) once and cut every square inside it to ``out_px``.
+
+        Why: a 10x tile and its 2×2 20x children cover the same tissue. Reading and decoding the
+        region once, at the level the *finest* square needs, and cropping the others from it
+        halves the JPEG decoding of a nested grid compared with one ``read_region`` per tile.
+        ``squares`` are (x, y, size0) in level-0 px and must lie inside the region (±1 px).
+        """
+        finest_mpp = min(s for _, _, s in squares) * self.mpp / out_px
+        level = self.level_for_mpp(finest_mpp)
         ds = self.level_downsamples[level]
         size_l = max(1, round(size0 / ds))
         region = self.handle.read_region((int(x), int(y)), level, (size_l, size_l))  # type: ignore[attr-defined]
-        rgb = rgba_to_rgb(np.asarray(region))
-        if size_l != out_px:
-            rgb = np.array(Image.fromarray(rgb).resize((out_px, out_px), Image.BILINEAR))
-        return rgb
+        rgb = region_to_rgb(region)
+        out = []
+        for sx, sy, ssize in squares:
+            x0, y0 = round((sx - x) / ds), round((sy - y) / ds)
+            n = max(1, round(ssize / ds))
+            crop = rgb[max(0, y0) : y0 + n, max(0, x0) : x0 + n]
+            if crop.shape[:2] != (n, n):  # rounding put the square past the region's edge
+                crop = np.pad(crop, ((0, n - crop.shape[0]), (0, n - crop.shape[1]), (0, 0)),
+                              constant_values=255)
+            if n != out_px:
+                crop = np.array(Image.fromarray(crop).resize((out_px, out_px), Image.BILINEAR))
+            out.append(np.ascontiguousarray(crop))
+        return out
 
     def thumbnail(self, target_mpp: float, stripe_px: int = 256) -> tuple[np.ndarray, float]:
         """The whole slide at ~``target_mpp`` as uint8 RGB, and the exact mpp obtained.
@@ -101,7 +127,7 @@ class Slide:
             region = self.handle.read_region(  # type: ignore[attr-defined]
                 (0, round(y0 * ds)), level, (lw, y1 - y0)
             )
-            stripe = Image.fromarray(rgba_to_rgb(np.asarray(region)))
+            stripe = Image.fromarray(region_to_rgb(region))
             stripes.append(np.asarray(stripe.resize((out_w, rows), Image.BILINEAR)))
         thumb = np.concatenate(stripes, axis=0)
         return thumb, w0 * self.mpp / out_w
@@ -114,6 +140,17 @@ class Slide:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def region_to_rgb(region: Image.Image) -> np.ndarray:
+    """OpenSlide's RGBA region as uint8 RGB; transparent (unscanned) pixels become white.
+
+    The common case, a fully opaque region, takes PIL's C conversion; only regions with
+    transparency pay for the numpy masking.
+    """
+    if region.mode == "RGBA" and region.getchannel("A").getextrema()[0] < 255:
+        return rgba_to_rgb(np.asarray(region))
+    return np.asarray(region.convert("RGB"))
 
 
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
