@@ -17,7 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from duopath.encoding import ENCODERS, EncoderError, file_fingerprint, load_encoder, networks, registry
+from duopath.encoding import (
+    ENCODERS,
+    EncoderError,
+    checkpoints,
+    file_fingerprint,
+    load_encoder,
+    networks,
+    registry,
+)
 
 torch.manual_seed(0)
 
@@ -136,8 +144,11 @@ def test_preprocess_constant_tile_normalises_exactly(lite0, px: int) -> None:
 def test_preprocess_resizes_with_antialiased_bilinear(lite0) -> None:
     tiles = _tiles(2, 448)
     ref = F.interpolate(
-        tiles.permute(0, 3, 1, 2).float() / 255, size=(224, 224), mode="bilinear",
-        align_corners=False, antialias=True,
+        tiles.permute(0, 3, 1, 2).float() / 255,
+        size=(224, 224),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
     )
     mean = torch.tensor(lite0.spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(lite0.spec.std).view(1, 3, 1, 1)
@@ -176,8 +187,15 @@ def _uni_reference(**over) -> nn.Module:
     """UNI exactly as its model card builds it, shrunk."""
     import timm
 
-    kw = {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "num_classes": 0,
-          "dynamic_img_size": True, **UNI_TINY, **over}
+    kw = {
+        "img_size": 224,
+        "patch_size": 16,
+        "init_values": 1e-5,
+        "num_classes": 0,
+        "dynamic_img_size": True,
+        **UNI_TINY,
+        **over,
+    }
     return _randomise(timm.create_model("vit_large_patch16_224", pretrained=False, **kw))
 
 
@@ -219,7 +237,8 @@ def test_uni_from_hf_style_dir_and_from_hf_cache(tmp_path: Path, monkeypatch: py
     snap.mkdir()
     torch.save(sd, snap / "pytorch_model.bin")
     (snap / "README.md").write_text("model card")
-    assert load_encoder("uni", weights=snap, arch_overrides=UNI_TINY).weights_path == snap / "pytorch_model.bin"
+    enc = load_encoder("uni", weights=snap, arch_overrides=UNI_TINY)
+    assert enc.weights_path == snap / "pytorch_model.bin"
 
     # the local HF cache layout: models--org--name/{refs/main, snapshots/<rev>/file}
     cache = tmp_path / "hub"
@@ -239,11 +258,22 @@ def test_virchow2_tiny_registers_swiglu_concat_pooling(tmp_path: Path) -> None:
     from timm.layers import SwiGLUPacked
 
     over = {"embed_dim": 96, "depth": 2, "num_heads": 2}  # 96 * 5.3375 -> even SwiGLU width
-    ref = _randomise(timm.create_model(
-        "vit_huge_patch14_224", pretrained=False, mlp_layer=SwiGLUPacked, act_layer=nn.SiLU,
-        img_size=224, init_values=1e-5, num_classes=0, mlp_ratio=5.3375, reg_tokens=4,
-        global_pool="", dynamic_img_size=True, **over,
-    ))
+    ref = _randomise(
+        timm.create_model(
+            "vit_huge_patch14_224",
+            pretrained=False,
+            mlp_layer=SwiGLUPacked,
+            act_layer=nn.SiLU,
+            img_size=224,
+            init_values=1e-5,
+            num_classes=0,
+            mlp_ratio=5.3375,
+            reg_tokens=4,
+            global_pool="",
+            dynamic_img_size=True,
+            **over,
+        )
+    )
     sd = ref.state_dict()
     path = _save(sd, tmp_path / "model.safetensors", "safetensors")
     enc = load_encoder("virchow2", weights=path, arch_overrides=over)
@@ -264,15 +294,34 @@ def test_uni2h_and_hoptimus_tiny_load(tmp_path: Path) -> None:
     from timm.layers import SwiGLUPacked
 
     over = {"embed_dim": 48, "depth": 1, "num_heads": 2}
-    uni2 = _randomise(timm.create_model(
-        "vit_giant_patch14_224", pretrained=False, img_size=224, patch_size=14, init_values=1e-5,
-        mlp_ratio=2.66667 * 2, num_classes=0, no_embed_class=True, mlp_layer=SwiGLUPacked,
-        act_layer=nn.SiLU, reg_tokens=8, dynamic_img_size=True, **over,
-    ))
-    hopt = _randomise(timm.create_model(
-        "vit_giant_patch14_reg4_dinov2", pretrained=False, img_size=224, num_classes=0,
-        init_values=1e-5, dynamic_img_size=False, **over,
-    ))
+    uni2 = _randomise(
+        timm.create_model(
+            "vit_giant_patch14_224",
+            pretrained=False,
+            img_size=224,
+            patch_size=14,
+            init_values=1e-5,
+            mlp_ratio=2.66667 * 2,
+            num_classes=0,
+            no_embed_class=True,
+            mlp_layer=SwiGLUPacked,
+            act_layer=nn.SiLU,
+            reg_tokens=8,
+            dynamic_img_size=True,
+            **over,
+        )
+    )
+    hopt = _randomise(
+        timm.create_model(
+            "vit_giant_patch14_reg4_dinov2",
+            pretrained=False,
+            img_size=224,
+            num_classes=0,
+            init_values=1e-5,
+            dynamic_img_size=False,
+            **over,
+        )
+    )
     for name, ref in (("uni2_h", uni2), ("h_optimus_1", hopt)):
         path = _save(ref.state_dict(), tmp_path / f"{name}.bin", "plain")
         enc = load_encoder(name, weights=path, arch_overrides=over)
@@ -289,10 +338,15 @@ def test_ctranspath_tiny_old_timm_checkpoint(tmp_path: Path) -> None:
     import timm
 
     over = {"embed_dim": 16, "depths": (2, 2, 2, 2), "num_heads": (1, 1, 2, 2)}
-    ref = _randomise(timm.create_model(
-        "swin_tiny_patch4_window7_224", pretrained=False, embed_layer=networks.ConvStem,
-        num_classes=0, **over,
-    ))
+    ref = _randomise(
+        timm.create_model(
+            "swin_tiny_patch4_window7_224",
+            pretrained=False,
+            embed_layer=networks.ConvStem,
+            num_classes=0,
+            **over,
+        )
+    )
     sd = ref.state_dict()
     old: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
@@ -320,10 +374,18 @@ def test_conch_tiny_pooler_and_pos_embed_resample(tmp_path: Path) -> None:
     from timm.models.vision_transformer import VisionTransformer
 
     e, p = 64, 32  # trunk width, pooled width (1024 / 768 in the real model)
-    trunk = _randomise(VisionTransformer(
-        img_size=224, patch_size=16, embed_dim=e, depth=1, num_heads=2, init_values=1e-6,
-        num_classes=0, global_pool="",
-    ))
+    trunk = _randomise(
+        VisionTransformer(
+            img_size=224,
+            patch_size=16,
+            embed_dim=e,
+            depth=1,
+            num_heads=2,
+            init_values=1e-6,
+            num_classes=0,
+            global_pool="",
+        )
+    )
     g = torch.Generator().manual_seed(2)
     pool = {
         "attn_pool_contrast.query": torch.randn(1, p, generator=g),
@@ -356,10 +418,21 @@ def test_conch_tiny_pooler_and_pos_embed_resample(tmp_path: Path) -> None:
     x = enc.preprocess(_tiles(2, 448))
     with torch.inference_mode():
         tokens = enc.module.net.trunk.forward_features(x)
-        q = F.layer_norm(pool["attn_pool_contrast.query"], (p,), pool["attn_pool_contrast.ln_q.weight"],
-                         pool["attn_pool_contrast.ln_q.bias"]) @ pool["attn_pool_contrast.to_q.weight"].T
-        kv = F.layer_norm(tokens, (e,), pool["attn_pool_contrast.ln_k.weight"],
-                          pool["attn_pool_contrast.ln_k.bias"]) @ pool["attn_pool_contrast.to_kv.weight"].T
+        q = (
+            F.layer_norm(
+                pool["attn_pool_contrast.query"],
+                (p,),
+                pool["attn_pool_contrast.ln_q.weight"],
+                pool["attn_pool_contrast.ln_q.bias"],
+            )
+            @ pool["attn_pool_contrast.to_q.weight"].T
+        )
+        kv = (
+            F.layer_norm(
+                tokens, (e,), pool["attn_pool_contrast.ln_k.weight"], pool["attn_pool_contrast.ln_k.bias"]
+            )
+            @ pool["attn_pool_contrast.to_kv.weight"].T
+        )
         k, v = kv.chunk(2, dim=-1)
         heads, d = 4, p // 4
         qh = q.reshape(1, heads, d).transpose(0, 1)  # [h, 1, d]
@@ -374,8 +447,14 @@ def test_conch_tiny_pooler_and_pos_embed_resample(tmp_path: Path) -> None:
 def test_phikon_v2_tiny_from_hf_snapshot_dir(tmp_path: Path) -> None:
     from transformers import Dinov2Config, Dinov2Model
 
-    cfg = Dinov2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=16,
-                       image_size=224, layerscale_value=1e-5)
+    cfg = Dinov2Config(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=16,
+        image_size=224,
+        layerscale_value=1e-5,
+    )
     ref = _randomise(Dinov2Model(cfg))
     ref.save_pretrained(tmp_path)  # config.json + model.safetensors, the HF snapshot layout
     enc = load_encoder("phikon_v2", weights=tmp_path)  # config.json sizes the model
@@ -452,6 +531,9 @@ def test_architecture_mismatch_is_summarised(tmp_path: Path) -> None:
     with pytest.raises(EncoderError, match=r"unexpected keys.*decoder\.weight"):
         load_encoder("uni", weights=_save(extra, tmp_path / "extra.bin", "plain"), arch_overrides=UNI_TINY)
 
+    with pytest.raises(EncoderError, match="rejected"):  # a typo in arch_overrides
+        load_encoder("uni", weights=path, arch_overrides={**UNI_TINY, "embed_dimm": 64})
+
     other = _save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.bin", "plain")
     with pytest.raises(EncoderError, match="no key in common"):
         load_encoder("uni", weights=other, arch_overrides=UNI_TINY)
@@ -471,10 +553,10 @@ def test_file_fingerprint_full_and_sampled(tmp_path: Path) -> None:
     assert file_fingerprint(path) == "sha256:" + hashlib.sha256(data).hexdigest()
 
     sampled = file_fingerprint(path, full_hash_max=1000)
-    chunk = registry.FP_CHUNK_BYTES
+    chunk = checkpoints.FP_CHUNK_BYTES
     h = hashlib.sha256(b"duopath-fp-v1" + len(data).to_bytes(8, "little"))
     h.update(data[:chunk])
-    h.update(data[max(len(data) - chunk, 0):])
+    h.update(data[max(len(data) - chunk, 0) :])
     assert sampled == "fp:" + h.hexdigest()
     path.write_bytes(data[:-1] + b"\x00")  # the tail is part of the fingerprint
     assert file_fingerprint(path, full_hash_max=1000) != sampled

@@ -57,7 +57,7 @@ def test_corrupt_slide_is_skipped_and_recorded(tmp_path: Path) -> None:
     assert json.loads(out["json"].read_text())["status"] == "failed"
     tiles = tile_slide(out["png"], out["json"], TilingConfig(), tiles_out=tmp_path / "t.parquet")
     assert tiles.empty and pd.read_parquet(tmp_path / "t.parquet").empty
-    with pytest.raises(SlideError, match="broken.svs"):
+    with pytest.raises(SlideError, match=r"broken\.svs"):
         segment_slide(bad, "broken", SegmentationConfig(), mask_png=out["png"],
                       mask_json=out["json"], qc_image=out["jpg"], on_error="fail")
 

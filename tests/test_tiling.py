@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
@@ -55,7 +57,7 @@ def test_nested_grid_invariants(case: tuple) -> None:
         assert not t.duplicated(["col", "row"]).any()
         # tile size in level-0 px is tile_px * mpp / slide_mpp: reading by µm/px, not by level
         assert np.allclose(t["size0"], cfg.tile_px * cfg.magnifications[m] / slide_mpp)
-    for parent_name, child_name in zip(names, names[1:], strict=False):
+    for parent_name, child_name in itertools.pairwise(names):
         p, c = by_mag[parent_name], by_mag[child_name]
         r = round(cfg.magnifications[parent_name] / cfg.magnifications[child_name])
         assert ((c["parent"] >= 0) & (c["parent"] < len(p))).all()

@@ -41,7 +41,7 @@ def test_helpers() -> None:
     v = np.concatenate([np.full(100, 0.1), np.full(100, 0.8)])
     t = otsu_threshold(v)
     np.testing.assert_array_equal(v > t, v == 0.8)
-    h, s, val = rgb_to_hsv(np.array([[[255, 0, 0], [0, 0, 255], [255, 255, 255]]], np.uint8))
+    h, s, _ = rgb_to_hsv(np.array([[[255, 0, 0], [0, 0, 255], [255, 255, 255]]], np.uint8))
     np.testing.assert_allclose(h[0], [0.0, 2 / 3, 0.0], atol=1e-6)
     np.testing.assert_allclose(s[0], [1, 1, 0])
     mask = np.zeros((10, 10), bool)

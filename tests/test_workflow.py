@@ -34,25 +34,26 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> P
     work = tmp_path_factory.mktemp("dag")
     slides = work / "slides"
     slides.mkdir()
-    for name in ("cmu_a.svs", "cmu_b.svs"):
+    for name in ("cmu_a.svs", "cmu_b.svs", "cmu_c.svs"):
         shutil.copy(cmu_slide, slides / name)
     (slides / "broken.svs").write_bytes(b"this is not a slide" * 50)
     pd.DataFrame({
-        "patient_id": ["P1", "P2", "P3"],
-        "slide_id": ["cmu_a", "cmu_b", "broken"],
-        "slide_path": ["cmu_a.svs", "cmu_b.svs", "broken.svs"],
-        "site": ["S1", "S2", "S1"],
-        "time": [10.0, 20.0, 5.0],
-        "event": [1, 0, 1],
+        "patient_id": ["P1", "P2", "P3", "P4"],
+        "slide_id": ["cmu_a", "cmu_b", "broken", "cmu_c"],
+        "slide_path": ["cmu_a.svs", "cmu_b.svs", "broken.svs", "cmu_c.svs"],
+        "site": ["S1", "S2", "S1", "S2"],
+        "time": [10.0, 20.0, 5.0, 7.0],
+        "event": [1, 0, 1, 0],
     }).to_csv(work / "samples.csv", index=False)
     config = {
         "output_dir": "output",
         "cohorts": {
             "tiny": {"sample_sheet": "samples.csv", "slide_dir": "slides"},
-            "minidemo": {"demo": {"n_patients": 4, "n_sites": 2, "seed": 3,
-                                  "tissue_mm": [0.8, 0.6]}},
+            "minidemo": {"demo": {"n_patients": 10, "n_sites": 2, "seed": 3,
+                                  "tissue_mm": [0.7, 0.5], "n_genes": 600}},
         },
         "encoder": {"num_workers": 1, "batch_size": 32},
+        "training": {"folds": 2},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2")
@@ -81,6 +82,21 @@ def test_outputs_per_slide(finished_run: Path) -> None:
                 np.testing.assert_array_equal(root[mag]["coords"][:], t[["x", "y"]].to_numpy())
                 assert np.isfinite(feats[:].astype(np.float32)).all()
             assert len(tiles[tiles["magnification"] == "10x"]) == root["10x"].attrs["n_tiles"]
+
+
+def test_rna_and_splits_of_the_demo(finished_run: Path) -> None:
+    import anndata as ad
+
+    out = finished_run / "output"
+    adata = ad.read_h5ad(out / layout.RNA_H5AD.format(cohort="minidemo"))
+    sheet = pd.read_csv(out / layout.SHEET.format(cohort="minidemo"), keep_default_na=False)
+    with_rna = set(sheet.loc[sheet["rna_sample_id"] != "", "patient_id"])
+    assert set(adata.obs_names) == with_rna
+    assert adata.var["group_T"].sum() > 0 and adata.var["group_E"].sum() > 0
+    assert adata.obsm["pathways"].shape[0] == adata.n_obs
+    assert not (out / layout.RNA_H5AD.format(cohort="tiny")).exists()  # no RNA configured
+    splits = pd.read_csv(out / layout.SPLITS.format(cohort="minidemo"))
+    assert set(splits["patient_id"]) == set(sheet["patient_id"])
 
 
 def test_bad_slide_is_reported_not_fatal(finished_run: Path) -> None:

@@ -149,6 +149,34 @@ def embed(
         _fail(err)
 
 
+@app.command()
+def splits(
+    sheet: Annotated[Path, typer.Option("--sheet", help="canonical sample sheet")],
+    task: Annotated[str, typer.Option("--task", help="survival | classification")],
+    settings: Settings,
+    out: Annotated[Path, typer.Option("--out", help="splits CSV")],
+    info: Annotated[Path, typer.Option("--info", help="splits metadata JSON")],
+) -> None:
+    """Patient-level, stratified, site-aware k-fold splits with inner validation sets."""
+    import dataclasses
+
+    import pandas as pd
+
+    from duopath.config import TrainingConfig
+    from duopath.io import write_json, write_table
+    from duopath.training.splits import SplitError, make_splits, patient_table
+
+    cfg = TrainingConfig.model_validate_json(settings)
+    try:
+        table, meta = make_splits(patient_table(pd.read_csv(sheet, dtype={"label": str}), task),
+                                  folds=cfg.folds, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                  site_disjoint=cfg.site_disjoint)
+    except SplitError as err:
+        _fail(ValueError(f"{sheet}: {err}"))
+    write_table(out, table)
+    write_json(info, dataclasses.asdict(meta))
+
+
 @app.command("wsi-summary")
 def wsi_summary(
     masks: Annotated[list[Path], typer.Option("--mask-meta", help="mask JSON (repeat)")],
@@ -170,6 +198,15 @@ def encoders() -> None:
         typer.echo(f"{spec.name:20s} dim={spec.dim:<5d} px={spec.input_px:<4d} "
                    f"source={spec.source:12s} {spec.description}")
 
+
+def _register_stage_commands() -> None:
+    """Stage packages define their own commands; importing them is cheap (no heavy imports)."""
+    from duopath.rna.cli import rna
+
+    app.command("rna")(rna)
+
+
+_register_stage_commands()
 
 if __name__ == "__main__":
     app()

@@ -41,7 +41,7 @@ class DemoConfig(_Strict):
         description="approximate width, height of each slide's tissue area in mm (default: "
         "~16 tiles at 10x and ~65 at 20x per slide, ~3,400 for the default cohort)",
     )
-    n_genes: int = Field(2000, ge=200, le=30000)
+    n_genes: int = Field(2000, ge=200, le=20000)
     jpeg_quality: int = Field(
         85, ge=50, le=100, description="JPEG quality of the slide tiles (real scanners: ~70-90)"
     )
@@ -281,6 +281,118 @@ class TrainingConfig(_Strict):
     folds: int = Field(5, ge=2, le=20)
     val_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     seed: int = 1337
+    site_disjoint: Literal["auto", "yes", "no"] = Field(
+        "auto", description="auto: site-disjoint folds when every patient has a site and there are "
+        "at least as many sites as folds"
+    )
+
+
+class OptimConfig(_Strict):
+    """Optimisation protocol of one model (AdamW, warm-up + cosine by epoch, clipping, selection).
+
+    Why the schedule steps per EPOCH: the reference steps a cosine with T_max = epochs once per
+    iteration, so the learning rate oscillates many times within a run (DESIGN.md, "Known
+    defects"). Model selection and early stopping read the inner VALIDATION split only; the
+    test fold is predicted once, with the selected weights, after training ends.
+    """
+
+    epochs: int = Field(30, ge=1, le=1000)
+    batch_size: int = Field(4, ge=1, description="patients per optimiser step (bags are padded)")
+    eval_batch_size: int = Field(
+        1, ge=1, description="patients per forward pass at evaluation (full bags: keep small)"
+    )
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    warmup_epochs: int = Field(2, ge=0, description="linear warm-up epochs before the cosine")
+    min_lr_ratio: float = Field(0.01, ge=0, le=1, description="cosine floor as a share of lr")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null = none")
+    patience: int | None = Field(
+        10, ge=1, description="stop after this many epochs without a better validation score; "
+        "null = run every epoch (the best epoch is still the one selected)"
+    )
+    select_on: Literal["val_loss", "val_metric"] = Field(
+        "val_loss",
+        description="what picks the epoch: the validation task loss (smooth; the default) or "
+        "the validation C-index / AUC (noisy on small validation sets)",
+    )
+
+
+TEACHER_ABLATIONS: tuple[str, ...] = ("no_cgc", "no_igc", "one_group", "rna_mean")
+"""Fixed ablation names; a magnification name (e.g. ``10x``) is the single-magnification one."""
+
+
+class TeacherConfig(_Strict):
+    """Stage I teacher (DESIGN.md "Model"): architecture, losses, data and optimisation.
+
+    Each name in ``ablations`` adds a model ``teacher_<name>`` trained on the same folds:
+    ``no_cgc`` (no gradient coordination), ``no_igc`` (no cross-magnification consistency),
+    ``one_group`` (no disentanglement: all genes in both subspaces), ``rna_mean`` (every
+    patient's RNA replaced by the training mean: what is left is histology), and a
+    magnification name such as ``10x`` (that magnification alone).
+    """
+
+    # architecture (duopath.models.Teacher keyword arguments)
+    dim: int = Field(128, ge=4, description="d, width of tokens and subspace embeddings")
+    n_heads: int = Field(4, ge=1)
+    n_gene_tokens: int = Field(4, ge=1, description="tokens per gene group")
+    gene_hidden: int = Field(256, ge=4, description="SNN hidden width of the gene encoders")
+    attention: Literal["deformable", "cross"] = "deformable"
+    n_refs: int = Field(8, ge=1, description="deformable: reference tiles per gene token")
+    n_points: int = Field(4, ge=1, description="deformable: sampling points per reference/head")
+    n_interp: int = Field(4, ge=1, description="deformable: tiles interpolated per point")
+    max_offset_tiles: float = Field(2.0, gt=0, description="deformable: offset bound (tiles)")
+    gene_select_keys: Literal["own", "both"] = "own"
+    dropout: float = Field(0.25, ge=0, lt=1)
+    gating: Literal["max_confidence", "mean", "softmax"] = "max_confidence"
+    gating_temperature: float = Field(1.0, gt=0)
+    magnifications: list[str] | None = Field(
+        None, description="magnifications used, coarse to fine; null = all of tiling"
+    )
+    # losses
+    time_bins: int = Field(4, ge=2, le=20, description="survival bins: quantiles of TRAINING "
+                           "uncensored times")
+    survival_alpha: float = Field(0.0, ge=0, le=1, description="NLL weight on uncensored term")
+    cox_weight: float = Field(0.0, ge=0, description="add this × Cox partial NLL on the risk")
+    cgc: bool = Field(True, description="confidence-guided gradient coordination on the heads")
+    igc: Literal["diagonal", "spatial", "none"] = "diagonal"
+    igc_lambda: float = Field(1.0, ge=0)
+    igc_reference: Literal["one", "mean"] = Field(
+        "one", description="diagonal IGC: spread about 1 (default) or the paper's variance"
+    )
+    igc_divergence: Literal["js", "kl"] = "js"
+    disentangle: bool = Field(True, description="false: all genes in both subspaces")
+    rna_mean: bool = Field(False, description="replace RNA by its training mean (ablation)")
+    # data
+    max_tiles_train: int | None = Field(
+        256, ge=1, description="training: random coarsest-magnification tiles kept per patient "
+        "and step (their finer children follow); null = full bags. Evaluation: always full bags"
+    )
+    missing_rna: Literal["exclude", "mean"] = Field(
+        "exclude", description="patients without RNA: left out of the teacher (logged), or given "
+        "the training mean"
+    )
+    feature_cache_gb: float = Field(
+        8.0, ge=0, description="tile features kept in memory across epochs; beyond this budget "
+        "bags are re-read from zarr when needed"
+    )
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    optim: OptimConfig = OptimConfig()
+    ablations: list[str] = Field(
+        default_factory=lambda: ["no_cgc", "no_igc", "one_group", "rna_mean", "10x"],
+        description="extra models teacher_<name>: no_cgc, no_igc, one_group, rna_mean, or a "
+        "magnification name (single magnification)",
+    )
+
+    @field_validator("ablations")
+    @classmethod
+    def _ablation_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in TEACHER_ABLATIONS and not name.replace("_", "").replace(".", "").isalnum():
+                raise ValueError(f"ablation {name!r}: use one of {TEACHER_ABLATIONS} or a "
+                                 "magnification name such as '10x'")
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate ablations in {names}")
+        return names
 
 
 class ReportConfig(_Strict):
@@ -307,6 +419,7 @@ class DuopathConfig(_Strict):
     encoder: EncoderConfig = EncoderConfig()
     rna: RnaConfig = RnaConfig()
     training: TrainingConfig = TrainingConfig()
+    teacher: TeacherConfig = TeacherConfig()
     report: ReportConfig = ReportConfig()
 
     @field_validator("only_cohorts", mode="before")

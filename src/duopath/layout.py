@@ -18,7 +18,15 @@ TILES_QC = "qc/{cohort}/{slide}.tiles.jpg"
 FEATURES = "features/{cohort}/{encoder}/{slide}.zarr"
 WSI_SUMMARY = "qc/{cohort}/wsi_summary.csv"
 RNA_H5AD = "rna/{cohort}.h5ad"
+SPLITS = "splits/{cohort}.csv"
+SPLITS_INFO = "splits/{cohort}.json"
 LOGS = "logs/{rule}/{cohort}/{name}.log"
+RESULTS_DIR = "results/{cohort}/{model}/fold{fold}"
+PREDICTIONS = RESULTS_DIR + "/predictions.parquet"
+INNER_PREDICTIONS = RESULTS_DIR + "/inner_predictions.parquet"
+METRICS = RESULTS_DIR + "/metrics.json"
+TRAIN_LOG = RESULTS_DIR + "/train_log.csv"
+CHECKPOINT = RESULTS_DIR + "/checkpoint.pt"
 
 
 def out(output_dir: str, pattern: str, **fields: str) -> str:

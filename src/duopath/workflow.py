@@ -38,6 +38,11 @@ class Plan:
     def is_demo(self, cohort: str) -> bool:
         return self.cfg.cohorts[cohort].demo is not None
 
+    def has_rna(self, cohort: str) -> bool:
+        """Demo cohorts always carry RNA; a user cohort when it names an RNA source."""
+        c = self.cfg.cohorts[cohort]
+        return c.demo is not None or c.rna is not None
+
     def sheet_source(self, cohort: str) -> str:
         """The file the canonical sheet is made from: the user's sheet or the demo's."""
         c = self.cfg.cohorts[cohort]

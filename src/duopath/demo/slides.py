@@ -104,8 +104,8 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
 
 
 def _upsample(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float field to ``(height, width)`` (PIL: fast, C, no copies)."""
-    img = Image.fromarray(np.ascontiguousarray(field, dtype=np.float32), mode="F")
+    """Bilinear resize of a float field to ``(height, width)`` (PIL's C resize: ~10x scipy's zoom)."""
+    img = Image.fromarray(np.ascontiguousarray(field, dtype=np.float32))  # mode F
     return np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR))
 
 
@@ -252,7 +252,8 @@ def _draw_cells(
     py = cy[:, None] + oy[None, :]
     px = cx[:, None] + ox[None, :]
     dist = np.hypot(py - y[:, None], px - x[:, None])
-    alpha = np.clip(radius[:, None] - dist + 0.5, 0.0, 1.0) * rng.uniform(0.85, 0.98, (len(y), 1))
+    rim = np.clip((radius[:, None] - dist) / 1.5 + 0.5, 0.0, 1.0)  # ~1.5 px soft edge
+    alpha = rim * rng.uniform(0.85, 0.98, (len(y), 1))
     ok = (alpha > 0) & (py >= 0) & (py < h) & (px >= 0) & (px < w)
     py, px, alpha = py[ok], px[ok], alpha[ok].astype(np.float32)[:, None]
     tone = LYMPHOCYTE_RGB * rng.uniform(0.8, 1.25, size=(len(y), 1)).astype(np.float32)
@@ -303,9 +304,8 @@ def render_slide(spec: SlideSpec, bank: TextureBank) -> RenderedSlide:
     low = (h // d, w // d)
 
     tissue_field, tumour_field, threshold, tissue_gain, tumour_gain = _layout(spec, rng, low)
-    labels = np.where(tissue_field < 1.0, np.where(tumour_field >= threshold, TUMOUR, STROMA), GLASS).astype(
-        np.uint8
-    )
+    tissue_class = np.where(tumour_field >= threshold, TUMOUR, STROMA)
+    labels = np.where(tissue_field < 1.0, tissue_class, GLASS).astype(np.uint8)
 
     alpha_tissue = np.clip((1.0 - _upsample(tissue_field, (h, w))) * tissue_gain + 0.5, 0.0, 1.0)
     alpha_tumour = np.clip((_upsample(tumour_field, (h, w)) - threshold) * tumour_gain + 0.5, 0, 1)
@@ -326,10 +326,13 @@ def render_slide(spec: SlideSpec, bank: TextureBank) -> RenderedSlide:
 
     if spec.pen is not None:
         path, width_px = _pen_path(spec, rng, labels, (h, w))
-        stroke = _draw_path(path, width_px, (h, w), 1.0).astype(np.float32) / 255.0
-        ink = np.asarray(PEN_INKS[spec.pen], dtype=np.float32) / 255.0
-        opacity = stroke[..., None] * 0.85
-        rgb[:] = np.clip(rgb * (1.0 - opacity + opacity * ink), 0, 255).astype(np.uint8)
+        stroke = _draw_path(path, width_px, (h, w), 1.0)
+        rows = np.flatnonzero(stroke.any(axis=1))  # blend only the stroke's band of rows
+        if len(rows):
+            band = slice(rows[0], rows[-1] + 1)
+            opacity = stroke[band, :, None].astype(np.float32) * (0.85 / 255.0)
+            ink = np.asarray(PEN_INKS[spec.pen], dtype=np.float32) / 255.0
+            rgb[band] = np.clip(rgb[band] * (1.0 - opacity + opacity * ink), 0, 255).astype(np.uint8)
         labels[_draw_path(path, width_px, (h, w), float(d)) > 0] = PEN
     return RenderedSlide(rgb=rgb, labels=labels, n_immune=len(cy))
 

@@ -110,7 +110,7 @@ def write_demo(cfg: DemoConfig, out_dir: Path) -> None:
             quality=cfg.jpeg_quality,
             description=f"duopath demo slide {spec.slide_id} (synthetic; texture from {SOURCE_SLIDE})",
         )
-        write_image(out_dir / "truth_masks" / f"{spec.slide_id}.png", Image.fromarray(rendered.labels, "L"))
+        write_image(out_dir / "truth_masks" / f"{spec.slide_id}.png", Image.fromarray(rendered.labels))
         h, w = rendered.rgb.shape[:2]
         tissue_px = np.count_nonzero(np.isin(rendered.labels, (1, 2)))
         slide_rows.append(

@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 import zarr
-from duopath.encoding.registry import Encoder, load_encoder
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 import duopath
 from duopath.config import EncoderConfig
+from duopath.encoding.registry import Encoder, load_encoder
 from duopath.io import atomic_path
 from duopath.slides.reader import open_slide
 

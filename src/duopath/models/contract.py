@@ -69,8 +69,12 @@ def check_tiles(
     mask: Mapping[str, Tensor],
     coords: Mapping[str, Tensor],
     feature_dim: int,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Validate one magnification's inputs and zero its padding.
+    """Validate one magnification's inputs, cast them and zero their padding.
+
+    Features are cast to the model's ``dtype`` (stores hold float16). Coordinates are always
+    float32: µm positions reach 1e5, beyond float16's range, and must not follow the features.
 
     Why zero the padding: padded rows may hold anything (even NaN from a reused buffer); a
     masked-out NaN still poisons sums through ``0 * NaN``. Why demand a real tile per sample:
@@ -89,7 +93,6 @@ def check_tiles(
     if not bool(m.any(dim=1).all()):
         raise ValueError(f"every sample needs at least one real tile at {mag!r}")
     keep = m.unsqueeze(-1)
-    x = x.masked_fill(~keep, 0.0)
-    xy = xy.to(x.dtype).masked_fill(~keep, 0.0)
+    x = x.to(dtype).masked_fill(~keep, 0.0)
+    xy = xy.to(torch.float32).masked_fill(~keep, 0.0)
     return x, m, xy
-

@@ -23,8 +23,9 @@ has nothing to do with tissue position (DESIGN.md, "Known defects"). Here:
 
 The returned map A [B, Q, N] is the exact weight each real tile received (attention ×
 interpolation weight, averaged over heads): output = Σ_n A[n]·v[n] per head, so IGC and
-heatmaps see what the model actually read. Memory O(B·H·Q·R·P·n_interp·d), flat in N apart
-from the O(N) score row and the blockwise kNN.
+heatmaps see what the model actually read. Memory: O(B·H·Q·R·P·n_interp·d) for the samples
+plus O(B·H·Q·N) for the score row and the map — linear in N, never N×N; the kNN of the
+sample points is blockwise.
 """
 
 from __future__ import annotations
@@ -79,9 +80,7 @@ class DeformableTileAttention(nn.Module):
         with torch.no_grad():
             self.offset.bias.copy_(torch.atanh(target).flatten().float())
 
-    def forward(
-        self, queries: Tensor, tiles: Tensor, mask: Tensor, coords: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, queries: Tensor, tiles: Tensor, mask: Tensor, coords: Tensor) -> tuple[Tensor, Tensor]:
         """Read the tiles.
 
         Args:

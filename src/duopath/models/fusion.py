@@ -40,9 +40,7 @@ class SubspaceFusion(nn.Module):
         self.norm_tiles = nn.LayerNorm(dim)
         self.read: nn.Module
         if attention == "deformable":
-            self.read = DeformableTileAttention(
-                dim, n_heads, n_refs, n_points, n_interp, max_offset_tiles
-            )
+            self.read = DeformableTileAttention(dim, n_heads, n_refs, n_points, n_interp, max_offset_tiles)
         elif attention == "cross":
             self.read = TileCrossAttention(dim, n_heads)
         else:

@@ -7,8 +7,10 @@ DPC-KNN (density-peak clustering with kNN density, as in TCFormer), in token FEA
 * δ_i = distance to the nearest token with strictly higher density; for the densest token,
   its largest distance to any real token (≥ every other δ, so the global peak is a centre);
 * score ρ·δ; the top-K tokens are the cluster centres (ordered by score, not by index);
-* every real token joins its nearest centre; prototypes are ω-weighted means of their
-  clusters (ω = exp(Linear(d→1)), clamped, computed by the student).
+* every real token joins its nearest centre (a group of <= k tokens has no density of its
+  own: its kNN reach into other groups, so it joins a neighbour rather than becoming a
+  centre); prototypes are ω-weighted means of their clusters (ω = exp(Linear(d→1)),
+  clamped, computed by the student).
 
 Why blockwise: both passes need all pairwise distances; computing them in row blocks keeps
 memory at O(block·N) + O(N·k) instead of O(N²) (DESIGN.md, "Scale notes"). Compute stays
@@ -103,9 +105,7 @@ def dpc_knn(
     return Clustering(centers, center_valid, assign, density, delta, score)
 
 
-def merge_tokens(
-    x: Tensor, weight: Tensor, assign: Tensor, n_clusters: int
-) -> tuple[Tensor, Tensor]:
+def merge_tokens(x: Tensor, weight: Tensor, assign: Tensor, n_clusters: int) -> tuple[Tensor, Tensor]:
     """ω-weighted mean of each cluster's tokens.
 
     Args:

@@ -127,9 +127,7 @@ class TileCrossAttention(nn.Module):
         super().__init__()
         self.mha = MultiHeadAttention(dim, n_heads)
 
-    def forward(
-        self, queries: Tensor, tiles: Tensor, mask: Tensor, coords: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, queries: Tensor, tiles: Tensor, mask: Tensor, coords: Tensor) -> tuple[Tensor, Tensor]:
         """Same signature as the deformable mode; ``coords`` is unused by design."""
         del coords
         out, weights = self.mha(queries, tiles, key_mask=mask, need_weights=True)

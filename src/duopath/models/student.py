@@ -175,7 +175,7 @@ class Student(nn.Module):
         confidence: dict[str, Tensor] = {}
         ita: dict[str, dict[str, Tensor]] = {}
         for m in self.magnifications:
-            x, msk, xy = check_tiles(m, feats, mask, coords, self.feature_dim)
+            x, msk, xy = check_tiles(m, feats, mask, coords, self.feature_dim, self.heads[m].weight.dtype)
             res = self.experts[m](x, msk, xy)
             emb = res["embedding"]
             embeddings[m] = {s: emb[:, i] for i, s in enumerate(SUBSPACES)}

@@ -106,10 +106,7 @@ class Teacher(nn.Module):
             {s: GeneEncoder(in_dim[s], dim, n_gene_tokens, gene_hidden, dropout) for s in SUBSPACES}
         )
         self.tile_proj = nn.ModuleDict(
-            {
-                m: nn.Sequential(nn.Linear(feature_dim, dim), nn.GELU(), nn.Dropout(dropout))
-                for m in mags
-            }
+            {m: nn.Sequential(nn.Linear(feature_dim, dim), nn.GELU(), nn.Dropout(dropout)) for m in mags}
         )
         fusion_kwargs = dict(
             n_refs=n_refs, n_points=n_points, n_interp=n_interp, max_offset_tiles=max_offset_tiles
@@ -117,10 +114,7 @@ class Teacher(nn.Module):
         self.fusion = nn.ModuleDict(
             {
                 m: nn.ModuleDict(
-                    {
-                        s: SubspaceFusion(dim, n_heads, attention, dropout, **fusion_kwargs)
-                        for s in SUBSPACES
-                    }
+                    {s: SubspaceFusion(dim, n_heads, attention, dropout, **fusion_kwargs) for s in SUBSPACES}
                 )
                 for m in mags
             }
@@ -145,7 +139,10 @@ class Teacher(nn.Module):
         return self.rna_mean_T is not None
 
     def _gene_inputs(
-        self, genes_T: Tensor | None, genes_E: Tensor | None, batch: int  # noqa: N803
+        self,
+        genes_T: Tensor | None,  # noqa: N803 - T/E are the paper's subspace names
+        genes_E: Tensor | None,  # noqa: N803
+        batch: int,
     ) -> dict[str, Tensor]:
         given = {"T": genes_T, "E": genes_E}
         if self.rna_mean_T is not None and self.rna_mean_E is not None:
@@ -156,7 +153,7 @@ class Teacher(nn.Module):
                 raise ValueError(f"the teacher needs genes_{s} (or the rna_mean ablation)")
             if g.shape != (batch, self.n_genes[s]):
                 raise ValueError(f"genes_{s} must be {(batch, self.n_genes[s])}, got {tuple(g.shape)}")
-            genes[s] = g
+            genes[s] = g.to(self.heads[self.magnifications[0]].weight.dtype)
         if not self.disentangle:
             both = torch.cat([genes[s] for s in SUBSPACES], dim=-1)
             return {s: both for s in SUBSPACES}
@@ -185,7 +182,7 @@ class Teacher(nn.Module):
         attention: dict[str, dict[str, Tensor]] = {}
         confidence: dict[str, Tensor] = {}
         for m in self.magnifications:
-            x, msk, xy = check_tiles(m, feats, mask, coords, self.feature_dim)
+            x, msk, xy = check_tiles(m, feats, mask, coords, self.feature_dim, self.heads[m].weight.dtype)
             tiles = self.tile_proj[m](x)
             embeddings[m], attention[m] = {}, {}
             for s in SUBSPACES:

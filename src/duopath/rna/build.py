@@ -87,9 +87,9 @@ def read_canonical_sheet(path: Path | str) -> pd.DataFrame:
     if (sheet["patient_id"] == "").any():
         line = int(np.flatnonzero(sheet["patient_id"] == "")[0]) + 2
         raise RnaError(f"{path}, line {line}: empty patient_id")
-    sheet["time"] = pd.to_numeric(sheet["time"].replace("", np.nan), errors="coerce")
-    sheet["event"] = pd.to_numeric(sheet["event"].replace("", np.nan), errors="coerce").astype(
-        "Int64")
+    # The canonical sheet is validated upstream; "" (unknown) becomes NaN / <NA>.
+    sheet["time"] = pd.to_numeric(sheet["time"], errors="coerce")
+    sheet["event"] = pd.to_numeric(sheet["event"], errors="coerce").astype("Int64")
     return sheet
 
 
@@ -191,10 +191,8 @@ def build_rna(
              len(groups.tumour), len(groups.tme), len(groups.overlap), settings.group_overlap)
 
     present = set(adata.var_names)
-    scored = {
-        gs.name: [g for g in gs.genes if g in present]
-        for gs in sets if groups.table.set_index("name").loc[gs.name, "scored"]
-    }
+    is_scored = dict(zip(groups.table["name"], groups.table["scored"], strict=True))
+    scored = {gs.name: [g for g in gs.genes if g in present] for gs in sets if is_scored[gs.name]}
     adata.obsm["pathways"] = score_sets(adata, scored, method=settings.score_method)
     adata.obsm["group_scores"] = score_sets(adata, {"T": groups.tumour, "E": groups.tme},
                                             method=settings.score_method)
@@ -218,6 +216,7 @@ def build_rna(
     adata.uns["patients_without_rna"] = _strs(join.patients_without_rna)
     adata.uns["rna_samples"] = {
         "unmatched": _strs(join.unmatched_samples),
+        "not_found": _strs(join.not_found),
         "dropped_patient": _strs([p for p, ss in join.dropped.items() for _ in ss]),
         "dropped_sample": _strs([s for ss in join.dropped.values() for s in ss]),
         "empty": _strs(empty),

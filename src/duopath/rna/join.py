@@ -39,20 +39,24 @@ class JoinResult:
     patients_without_rna: list[str]
     unmatched_samples: list[str]
     dropped: dict[str, list[str]] = field(default_factory=dict)  # patient -> other samples
+    not_found: list[str] = field(default_factory=list)  # sheet rna_sample_ids absent from input
 
 
 def patient_table(sheet: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient from the per-slide canonical sheet (first row's values).
+    """One row per patient from the per-slide canonical sheet.
 
     The sheet has one row per slide; site, label, time and event are patient-level facts, so a
-    disagreement between a patient's slides is logged (the first row wins).
+    disagreement between a patient's slides is logged and the row of the smallest slide_id
+    wins (by ID, so the sheet's row order never changes the result).
     """
     cols = ["site", "label", "time", "event"]
+    if "slide_id" in sheet.columns:
+        sheet = sheet.sort_values(["patient_id", "slide_id"], kind="mergesort")
     for pid, rows in sheet.groupby("patient_id", sort=True):
         for col in cols:
             distinct = rows[col].dropna().astype(str).unique()
             if len(distinct) > 1:
-                log.warning("patient %s: slides disagree on %s (%s); using the first row's",
+                log.warning("patient %s: slides disagree on %s (%s); using the first slide's",
                             pid, col, ", ".join(distinct))
     first = sheet.groupby("patient_id", sort=True).first()
     return first[cols]
@@ -73,6 +77,7 @@ def join_samples(
     patients = sorted(sheet["patient_id"].astype(str).unique())
     candidates: dict[str, list[str]] = {p: [] for p in patients}
     owner: dict[str, str] = {}
+    not_found: list[str] = []
 
     if mode == "sample":
         wanted = (
@@ -81,7 +86,10 @@ def join_samples(
         )
         index = _IdIndex(sample_meta)
         for patient, sid in zip(wanted["patient"], wanted["id"], strict=True):
-            for sample in index.match(sid):
+            hits = index.match(sid)
+            if not hits:
+                not_found.append(sid)
+            for sample in hits:
                 if owner.get(sample, patient) != patient:
                     raise RnaError(
                         f"RNA sample {sample} of {source} matches rna_sample_id of two patients "
@@ -126,12 +134,16 @@ def join_samples(
     if unmatched:
         log.warning("%d RNA samples of %s match no patient of the sample sheet and are left "
                     "out, e.g. %s", len(unmatched), source, ", ".join(unmatched[:5]))
+    if not_found:
+        log.warning("%d rna_sample_id values of the sample sheet are not in %s; their patients "
+                    "count as without RNA, e.g. %s", len(not_found), source,
+                    ", ".join(not_found[:5]))
     without = [p for p in patients if p not in chosen]
     if without:
         log.info("%d of %d patients have no RNA sample (kept for slide-only models): %s",
                  len(without), len(patients), ", ".join(without[:10]))
     return JoinResult(chosen=chosen, mode=mode, patients_without_rna=without,
-                      unmatched_samples=unmatched, dropped=dropped)
+                      unmatched_samples=unmatched, dropped=dropped, not_found=sorted(not_found))
 
 
 def _patient_of(sample: str, declared: object) -> str:

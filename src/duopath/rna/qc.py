@@ -113,6 +113,9 @@ def summary_text(adata, report, sheet: pd.DataFrame) -> str:
     if join.unmatched_samples:
         lines.append(f"  RNA samples matching no patient ({len(join.unmatched_samples)}): "
                      + ", ".join(join.unmatched_samples[:30]))
+    if join.not_found:
+        lines.append(f"  sheet rna_sample_id not in the input ({len(join.not_found)}): "
+                     + ", ".join(join.not_found[:30]))
     if join.dropped:
         lines.append(f"  patients with several RNA samples ({len(join.dropped)}), kept / dropped: "
                      + "; ".join(f"{p}: {join.chosen[p]} / {', '.join(d)}"

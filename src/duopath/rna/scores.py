@@ -45,10 +45,14 @@ def score_sets(adata, sets: dict[str, list[str]], *, method: str, seed: int = 0)
     if method == "rank":
         frame = rank_scores(np.asarray(adata.X, dtype=np.float64), adata.var_names, sets)
     elif method == "score_genes":
+        import anndata as ad
         import scanpy as sc
 
         cols = {}
-        work = adata.copy()
+        # A bare AnnData over the same X: score_genes writes into obs, and a full copy would
+        # duplicate the counts layer of a large cohort for nothing.
+        work = ad.AnnData(X=adata.X, obs=pd.DataFrame(index=adata.obs_names.copy()),
+                          var=pd.DataFrame(index=adata.var_names.copy()))
         for name, genes in tqdm(sets.items(), desc="score_genes", unit="set", disable=None):
             sc.tl.score_genes(work, gene_list=genes, score_name="_duopath_score",
                               random_state=seed, use_raw=False)

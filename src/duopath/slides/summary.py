@@ -24,7 +24,7 @@ def summarise(mask_jsons: list[Path], tile_tables: list[Path], out: Path) -> pd.
     for meta_path, tiles_path in zip(mask_jsons, tile_tables, strict=True):
         meta = json.loads(Path(meta_path).read_text())
         tiles = pd.read_parquet(tiles_path, columns=["magnification"])
-        counts = tiles["magnification"].value_counts().to_dict()
+        counts = tiles.groupby("magnification", sort=False).size().to_dict()
         row = {
             "slide_id": meta["slide_id"],
             "status": meta["status"] if meta["status"] != "ok" or len(tiles) else "no_tiles",

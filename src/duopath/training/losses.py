@@ -323,8 +323,7 @@ def distillation_kl(
     elif task == "survival":
         pt = torch.sigmoid(t)
         per = (
-            pt * (F.logsigmoid(t) - F.logsigmoid(s))
-            + (1.0 - pt) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+            pt * (F.logsigmoid(t) - F.logsigmoid(s)) + (1.0 - pt) * (F.logsigmoid(-t) - F.logsigmoid(-s))
         ).sum(dim=-1)
     else:
         raise ValueError(f"task must be 'survival' or 'classification', got {task!r}")

@@ -1,0 +1,69 @@
+"""``duopath train``: one model (teacher or an ablation) on one fold, as the Snakemake rule calls it.
+
+Registered in the main app by ``app.command("train")(train)`` (``duopath.cli``). Heavy imports
+happen inside the function so ``duopath --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    sheet: Annotated[Path, typer.Option("--sheet", help="canonical sample sheet (cohorts/*/samples.csv)")],
+    splits: Annotated[Path, typer.Option("--splits", help="split table (splits/{cohort}.csv)")],
+    rna: Annotated[Path, typer.Option("--rna", help="RNA AnnData (rna/{cohort}.h5ad)")],
+    features_dir: Annotated[Path, typer.Option("--features-dir", help="folder of {slide}.zarr stores")],
+    fold: Annotated[int, typer.Option("--fold", help="outer fold (0-based)")],
+    settings: Annotated[str, typer.Option("--settings", help="JSON of the `teacher:` config section")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="results/{cohort}/{model}/fold{k}")],
+    model: Annotated[str, typer.Option("--model", help="teacher or teacher_<ablation>")] = "teacher",
+    task: Annotated[str, typer.Option("--task", help="survival | classification")] = "survival",
+    magnifications: Annotated[
+        str, typer.Option("--magnifications", help="tiled magnifications, coarse to fine (comma list)")
+    ] = "10x,20x",
+    seed: Annotated[int, typer.Option("--seed", help="training seed (training.seed)")] = 1337,
+    cohort: Annotated[str, typer.Option("--cohort", help="cohort name, recorded in metrics.json")] = "",
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = default)")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train one teacher model on one fold; write checkpoint, log, predictions and metrics."""
+    from duopath.config import TeacherConfig
+    from duopath.training.data import DataError
+    from duopath.training.predict_fold import run_fold
+
+    if task not in ("survival", "classification"):
+        raise typer.BadParameter(f"--task must be survival or classification, got {task!r}")
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    cfg = TeacherConfig.model_validate_json(settings)
+    mags = [m.strip() for m in magnifications.split(",") if m.strip()]
+    try:
+        metrics = run_fold(sheet=sheet, splits=splits, rna=rna, features_dir=features_dir, fold=fold,
+                           model=model, cfg=cfg, tiled_magnifications=mags, task=task, seed=seed,
+                           out_dir=out_dir, cohort=cohort, progress=progress)
+    except (DataError, ValueError) as err:
+        logging.getLogger("duopath").error("%s", err)
+        raise typer.Exit(code=1) from err
+    log.info("%s fold %d: test %s", model, fold, metrics["test"])
+
+
+def main() -> None:
+    """``python -m duopath.training.cli``: the same command without the main app."""
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    typer.run(train)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,588 @@
+"""Fit the teacher on one fold: leakage-free protocol, model selection on the inner VAL split.
+
+Protocol (DESIGN.md "Known defects of the reference code" is the list of what NOT to do):
+
+* **Roles come from the shared split table** (``splits/{cohort}.csv``); a patient in two roles
+  of one fold is an error, not a warning.
+* **Everything fit from data is fit on the TRAINING patients of the fold**: survival time bins
+  (quartiles of training uncensored times), class names and class weights, the RNA z-score
+  scaler, and the RNA-mean ablation's mean vector.
+* **Model selection and early stopping read the VALIDATION patients only.** The test patients
+  are not even handed to the training loop (:func:`train_fold` receives them only to predict,
+  once, with the selected weights, after the last epoch).
+* AdamW; linear warm-up then cosine decay, stepped once per EPOCH; global grad-norm clipping;
+  CGC on the head gradients after ``backward`` and before ``step``; task loss on every
+  magnification's expert + IGC between consecutive magnifications.
+* Determinism: one seed (``SeedSequence([seed, fold])``) drives the weight init (torch), the
+  patient order and the tile subsampling (numpy) — same seed, same predictions on CPU.
+
+Ablations are named models (``teacher_no_cgc`` ...): :func:`variant_config` maps a model name to
+the teacher settings it trains with, so the Snakefile and the CLI agree on what a name means.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from duopath.config import TEACHER_ABLATIONS, TeacherConfig
+from duopath.models import ModelOutput, build_model
+from duopath.training.cgc import coordinate_gradients
+from duopath.training.data import (
+    BagStore,
+    DataError,
+    FoldGenes,
+    Sample,
+    collate,
+    fold_genes,
+    subsample_bag,
+)
+from duopath.training.losses import (
+    assign_bins,
+    class_weights,
+    cox_partial_nll,
+    fit_time_bins,
+    hazards_from_logits,
+    igc_loss,
+    risk_from_hazards,
+    survival_nll,
+    weighted_cross_entropy,
+)
+from duopath.training.splits import ROLES
+
+log = logging.getLogger(__name__)
+
+BASE_MODEL = "teacher"
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def model_names(cfg: TeacherConfig) -> list[str]:
+    """``teacher`` and one ``teacher_<ablation>`` per configured ablation."""
+    return [BASE_MODEL] + [f"{BASE_MODEL}_{a}" for a in cfg.ablations]
+
+
+def variant_config(cfg: TeacherConfig, model: str, magnifications: Sequence[str]) -> TeacherConfig:
+    """The teacher settings of model ``model`` (``teacher`` or ``teacher_<ablation>``).
+
+    ``magnifications``: every magnification of the tiling, coarse to fine (the single-
+    magnification ablation must name one of them; the full teacher uses ``cfg.magnifications``
+    or all of them).
+
+    Raises:
+        ValueError: unknown model name / ablation, or a magnification the tiling lacks.
+    """
+    mags = list(cfg.magnifications or magnifications)
+    unknown = [m for m in mags if m not in magnifications]
+    if unknown:
+        raise ValueError(f"teacher.magnifications {unknown} are not tiled "
+                         f"(tiling has {list(magnifications)})")
+    if model == BASE_MODEL:
+        return cfg.model_copy(update={"magnifications": mags})
+    prefix = BASE_MODEL + "_"
+    if not model.startswith(prefix):
+        raise ValueError(f"model {model!r} is not the teacher or one of its ablations")
+    name = model[len(prefix):]
+    updates: dict[str, object] = {"magnifications": mags}
+    if name == "no_cgc":
+        updates["cgc"] = False
+    elif name == "no_igc":
+        updates["igc"] = "none"
+    elif name == "one_group":
+        updates["disentangle"] = False
+    elif name == "rna_mean":
+        updates["rna_mean"] = True
+    elif name in magnifications:
+        updates["magnifications"] = [name]
+    else:
+        raise ValueError(
+            f"unknown teacher ablation {name!r}: use one of {list(TEACHER_ABLATIONS)} or a "
+            f"magnification of the tiling {list(magnifications)}"
+        )
+    return cfg.model_copy(update=updates)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def score_predictions(task: str, frame: pd.DataFrame, class_names: Sequence[str] | None = None) -> dict:
+    """Test/validation metrics of a prediction frame (one small function, to be swapped for
+    ``duopath.evaluation.metrics`` when it lands).
+
+    Survival: Harrell's C (``sksurv.metrics.concordance_index_censored``) of ``risk``.
+    Classification: macro one-vs-rest AUC (binary: AUC of the second class), accuracy,
+    balanced accuracy. Undefined values (no events, one class present) are NaN, not errors:
+    a small validation split can lack them.
+    """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+
+    if task == "survival":
+        from sksurv.metrics import concordance_index_censored
+
+        ev = frame["event"].to_numpy(dtype=float)
+        ok = np.isfinite(ev) & np.isfinite(frame["time"].to_numpy(dtype=float))
+        sub = frame[ok]
+        c = float("nan")
+        if len(sub) >= 2 and sub["event"].astype(float).sum() > 0:
+            try:
+                c = float(concordance_index_censored(sub["event"].astype(bool).to_numpy(),
+                                                     sub["time"].to_numpy(dtype=float),
+                                                     sub["risk"].to_numpy(dtype=float))[0])
+            except ValueError as err:  # no comparable pairs
+                log.debug("C-index undefined: %s", err)
+        return {"c_index": c, "n": len(sub), "n_events": int(sub["event"].astype(float).sum())}
+    if task != "classification" or class_names is None:
+        raise ValueError("classification scores need class_names")
+    names = list(class_names)
+    probs = frame[[f"prob_{c}" for c in names]].to_numpy(dtype=float)
+    y = frame["label"].map({c: i for i, c in enumerate(names)}).to_numpy()
+    pred = probs.argmax(axis=1)
+    auc = float("nan")
+    present = np.unique(y)
+    if present.size >= 2:
+        if len(names) == 2:
+            auc = float(roc_auc_score(y, probs[:, 1]))
+        elif present.size == len(names):
+            auc = float(roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=range(len(names))))
+    return {
+        "auc": auc,
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(frame) else float("nan"),
+        "n": len(frame),
+    }
+
+
+def metric_name(task: str) -> str:
+    """The validation metric logged per epoch (and optionally used for selection)."""
+    return "c_index" if task == "survival" else "auc"
+
+
+# --------------------------------------------------------------------------- fold data
+
+
+@dataclass
+class FoldData:
+    """One fold's samples per role and everything fit on its training patients."""
+
+    fold: int
+    task: str
+    samples: dict[str, list[Sample]]
+    genes: FoldGenes
+    time_bins: np.ndarray | None = None
+    class_names: list[str] | None = None
+    class_weights: Tensor | None = None
+    excluded: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        if self.task == "survival":
+            assert self.time_bins is not None
+            return len(self.time_bins) - 1
+        assert self.class_names is not None
+        return len(self.class_names)
+
+
+def fold_roles(splits: pd.DataFrame, fold: int) -> dict[str, list[str]]:
+    """Patients per role of one fold; a patient in two roles (or twice) is an error."""
+    sel = splits[splits["fold"].astype(int) == int(fold)]
+    if sel.empty:
+        raise DataError(f"fold {fold} is not in the split table (folds: {sorted(splits['fold'].unique())})")
+    bad_roles = sorted(set(sel["role"]) - set(ROLES))
+    if bad_roles:
+        raise DataError(f"unknown roles {bad_roles} in the split table")
+    dup = sel["patient_id"][sel["patient_id"].duplicated()].unique()
+    if len(dup):
+        rows = sel[sel["patient_id"].isin(dup)].sort_values("patient_id")
+        detail = ", ".join(f"{p} ({'/'.join(g['role'])})" for p, g in rows.groupby("patient_id"))
+        raise DataError(f"fold {fold}: patients in more than one role: {detail}")
+    return {r: sorted(sel.loc[sel["role"] == r, "patient_id"].astype(str)) for r in ROLES}
+
+
+def patient_outcomes(sheet: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient (index patient_id): label, time, event; slides must agree."""
+    cols = ["label", "time", "event"]
+    df = sheet[["patient_id", *cols]].copy()
+    df["patient_id"] = df["patient_id"].astype(str)
+    df["label"] = df["label"].fillna("").astype(str).str.strip()
+    df["time"] = pd.to_numeric(df["time"], errors="coerce")
+    df["event"] = pd.to_numeric(df["event"], errors="coerce")
+    per = df.groupby("patient_id")
+    for c in cols:
+        n = per[c].nunique(dropna=False)
+        if (n > 1).any():
+            bad = n.index[n > 1][:5].tolist()
+            raise DataError(f"slides of patients {bad} disagree on {c!r} in the sample sheet")
+    return per.first()
+
+
+def prepare_fold(
+    sheet: pd.DataFrame,
+    splits: pd.DataFrame,
+    fold: int,
+    store: BagStore,
+    adata,
+    *,
+    task: str,
+    cfg: TeacherConfig,
+) -> FoldData:
+    """Samples of one fold (see module docstring for what is fit where)."""
+    roles = fold_roles(splits, fold)
+    outcomes = patient_outcomes(sheet)
+    unknown = sorted({p for ps in roles.values() for p in ps} - set(outcomes.index))
+    if unknown:
+        raise DataError(f"split patients not in the sample sheet (another cohort's split?): {unknown[:5]}")
+    excluded: dict[str, str] = {}
+    for pid, why in store.excluded.items():
+        excluded[pid] = why
+    have_rna = set(map(str, adata.obs_names))
+    for role in ROLES:
+        keep = []
+        for pid in roles[role]:
+            row = outcomes.loc[pid]
+            if pid not in store.slides:
+                excluded.setdefault(pid, "no usable slide")
+            elif task == "survival" and not (np.isfinite(row["time"]) and np.isfinite(row["event"])):
+                excluded[pid] = "no survival time/event"
+            elif task == "classification" and not row["label"]:
+                excluded[pid] = "no label"
+            elif pid not in have_rna and cfg.missing_rna == "exclude":
+                excluded[pid] = "no RNA (teacher.missing_rna: exclude)"
+            else:
+                keep.append(pid)
+        roles[role] = keep
+    for pid, why in sorted(excluded.items()):
+        log.warning("fold %d: patient %s left out: %s", fold, pid, why)
+    if not roles["train"] or not roles["val"] or not roles["test"]:
+        raise DataError(f"fold {fold}: a role is empty after exclusions "
+                        f"({ {r: len(v) for r, v in roles.items()} })")
+
+    train = roles["train"]
+    genes = fold_genes(adata, train, roles["val"] + roles["test"],
+                       [p for r in ROLES for p in roles[r]], cfg.missing_rna)
+    data = FoldData(fold=fold, task=task, samples={}, genes=genes, excluded=excluded)
+    tr = outcomes.loc[train]
+    if task == "survival":
+        data.time_bins = fit_time_bins(tr["time"].to_numpy(), tr["event"].astype(int).to_numpy(),
+                                       cfg.time_bins)
+    else:
+        data.class_names = sorted(tr["label"].unique())
+        if len(data.class_names) < 2:
+            raise DataError(f"fold {fold}: training patients have one class only {data.class_names}")
+        unseen = sorted(set(outcomes.loc[[p for r in ("val", "test") for p in roles[r]], "label"])
+                        - set(data.class_names))
+        if unseen:
+            raise DataError(f"fold {fold}: labels {unseen} occur in val/test but not in training")
+        index = {c: i for i, c in enumerate(data.class_names)}
+        data.class_weights = class_weights([index[v] for v in tr["label"]], len(data.class_names))
+    for role in ROLES:
+        out = []
+        for pid in roles[role]:
+            row = outcomes.loc[pid]
+            if task == "survival":
+                target = int(assign_bins([row["time"]], data.time_bins)[0])
+            else:
+                target = data.class_names.index(row["label"])
+            g_t, g_e = genes.values[pid]
+            out.append(Sample(pid, g_t, g_e, target, float(row["event"]), float(row["time"]),
+                              str(row["label"])))
+        data.samples[role] = out
+    log.info("fold %d: %s patients (train/val/test); %d left out", fold,
+             "/".join(str(len(data.samples[r])) for r in ROLES), len(excluded))
+    return data
+
+
+# --------------------------------------------------------------------------- training
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → the first CUDA device if there is one, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def lr_factor(epoch: int, *, epochs: int, warmup: int, min_ratio: float) -> float:
+    """Learning-rate multiplier of ``epoch`` (0-based): linear warm-up, then cosine to min_ratio."""
+    if warmup > 0 and epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    span = max(1, epochs - warmup - 1)
+    progress = min(1.0, (epoch - warmup) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def model_kwargs(cfg: TeacherConfig, data: FoldData, feature_dim: int) -> dict:
+    """Keyword arguments of ``duopath.models.Teacher`` (plain values: stored in the checkpoint)."""
+    kw = {
+        "feature_dim": int(feature_dim),
+        "n_genes_T": len(data.genes.genes_T),
+        "n_genes_E": len(data.genes.genes_E),
+        "n_classes": data.n_classes,
+        "task": data.task,
+        "magnifications": list(cfg.magnifications or []),
+        **{k: getattr(cfg, k) for k in (
+            "dim", "n_heads", "n_gene_tokens", "gene_hidden", "attention", "n_refs", "n_points",
+            "n_interp", "max_offset_tiles", "gene_select_keys", "dropout", "gating",
+            "gating_temperature", "disentangle")},
+    }
+    if not kw["magnifications"]:
+        raise ValueError("cfg.magnifications must be resolved (use variant_config)")
+    if cfg.rna_mean:
+        kw["rna_mean_T"] = data.genes.train_mean_T.tolist()
+        kw["rna_mean_E"] = data.genes.train_mean_E.tolist()
+    return kw
+
+
+@dataclass
+class FoldResult:
+    """What one fold's training produced (written by ``predict_fold.write_fold``)."""
+
+    model: nn.Module
+    model_kwargs: dict
+    best_epoch: int
+    stopped_early: bool
+    log: pd.DataFrame
+    predictions: pd.DataFrame
+    inner_predictions: pd.DataFrame
+    val_scores: dict
+    test_scores: dict
+
+
+def _task_loss(logits: Tensor, batch_targets: Tensor, events: Tensor, times: Tensor,
+               data: FoldData, cfg: TeacherConfig) -> Tensor:
+    if data.task == "survival":
+        loss = survival_nll(logits, batch_targets, events, alpha=cfg.survival_alpha)
+        if cfg.cox_weight > 0:
+            risk = risk_from_hazards(hazards_from_logits(logits))
+            loss = loss + cfg.cox_weight * cox_partial_nll(risk, times, events)
+        return loss
+    return weighted_cross_entropy(logits, batch_targets, data.class_weights)
+
+
+def _igc(out: ModelOutput, batch, mags: Sequence[str], cfg: TeacherConfig) -> Tensor | None:
+    if cfg.igc == "none" or len(mags) < 2 or cfg.igc_lambda == 0:
+        return None
+    extra = {"reference": cfg.igc_reference} if cfg.igc == "diagonal" else {"divergence": cfg.igc_divergence}
+    terms = [
+        igc_loss(out, batch.parent[fine], batch.mask, coarse=coarse, fine=fine, kind=cfg.igc,
+                 lam=cfg.igc_lambda, **extra)
+        for coarse, fine in itertools.pairwise(mags)
+    ]
+    return torch.stack(terms).sum()
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    samples: Sequence[Sample],
+    store: BagStore,
+    mags: Sequence[str],
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Gated logits [N, C] and gate weights [N, M] on FULL bags, in ``samples`` order."""
+    model.eval()
+    logits, gates = [], []
+    for start in range(0, len(samples), batch_size):
+        chunk = list(samples[start:start + batch_size])
+        batch = collate(chunk, [store.get(s.patient_id) for s in chunk], mags).to(device)
+        out = model(batch.feats, batch.mask, batch.coords, batch.genes_T, batch.genes_E)
+        logits.append(out.logits.float().cpu())
+        gates.append(out.gate_weights.float().cpu())
+    return torch.cat(logits), torch.cat(gates)
+
+
+def prediction_frame(
+    samples: Sequence[Sample], logits: Tensor, gates: Tensor, data: FoldData, mags: Sequence[str]
+) -> pd.DataFrame:
+    """One row per patient: patient_id, fold, risk, time, event, label, prob_*/surv_*, gate_*.
+
+    Survival: ``risk`` = -Σ_k S(k) (higher = worse), ``surv_k`` = S(k), the probability of
+    surviving through bin k (bin edges in the checkpoint). Classification: ``prob_<class>``,
+    ``pred_label``; ``risk`` is NaN (there is no single risk score).
+    """
+    frame = pd.DataFrame({
+        "patient_id": [s.patient_id for s in samples],
+        "fold": data.fold,
+        "time": [s.time for s in samples],
+        "event": [s.event for s in samples],
+        "label": [s.label for s in samples],
+    })
+    if data.task == "survival":
+        hazards = hazards_from_logits(logits)
+        surv = torch.cumprod(1.0 - hazards, dim=-1).numpy()
+        frame.insert(2, "risk", risk_from_hazards(hazards).numpy().astype(np.float64))
+        for k in range(surv.shape[1]):
+            frame[f"surv_{k}"] = surv[:, k].astype(np.float64)
+    else:
+        assert data.class_names is not None
+        probs = torch.softmax(logits, dim=-1).numpy()
+        frame.insert(2, "risk", np.nan)
+        for i, c in enumerate(data.class_names):
+            frame[f"prob_{c}"] = probs[:, i].astype(np.float64)
+        frame["pred_label"] = [data.class_names[i] for i in probs.argmax(axis=1)]
+    for j, m in enumerate(mags):
+        frame[f"gate_{m}"] = gates[:, j].numpy().astype(np.float64)
+    return frame
+
+
+def _eval_loss(logits: Tensor, samples: Sequence[Sample], data: FoldData, cfg: TeacherConfig) -> float:
+    targets = torch.tensor([s.target for s in samples], dtype=torch.long)
+    events = torch.tensor([s.event for s in samples], dtype=torch.float32)
+    times = torch.tensor([s.time for s in samples], dtype=torch.float32)
+    return float(_task_loss(logits, targets, events, times, data, cfg))
+
+
+def fold_seeds(seed: int, fold: int) -> tuple[int, np.random.SeedSequence]:
+    """The torch seed and the numpy seed sequence of one fold."""
+    seq = np.random.SeedSequence([int(seed), int(fold)])
+    return int(seq.generate_state(1, dtype=np.uint64)[0] % (2**63 - 1)), seq
+
+
+def train_fold(
+    data: FoldData,
+    store: BagStore,
+    cfg: TeacherConfig,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> FoldResult:
+    """Train on ``data.samples["train"]``, select on ``"val"``, then predict ``"test"`` once.
+
+    ``cfg`` must be a resolved variant (:func:`variant_config`): its magnifications set.
+    """
+    device = torch.device(device)
+    mags = list(cfg.magnifications or [])
+    if [m for m in mags if m not in store.magnifications]:
+        raise DataError(f"the bag store holds {store.magnifications}, the model needs {mags}")
+    opt_cfg = cfg.optim
+    torch_seed, seq = fold_seeds(seed, data.fold)
+    torch.manual_seed(torch_seed)
+    kwargs = model_kwargs(cfg, data, store.feature_dim)
+    model = build_model(BASE_MODEL, kwargs).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda e: lr_factor(e, epochs=opt_cfg.epochs, warmup=opt_cfg.warmup_epochs,
+                            min_ratio=opt_cfg.min_lr_ratio),
+    )
+    train, val = data.samples["train"], data.samples["val"]
+    mname = metric_name(data.task)
+    rows: list[dict] = []
+    best_score, best_epoch, best_state = -math.inf, -1, None
+    since_best, stopped = 0, False
+    epoch_rngs = [np.random.default_rng(s) for s in seq.spawn(opt_cfg.epochs)]
+
+    bar = tqdm(range(opt_cfg.epochs), desc=f"fold {data.fold}", disable=not progress, mininterval=5)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        rng = epoch_rngs[epoch]
+        order = rng.permutation(len(train))
+        sums = {"loss": 0.0, "task": 0.0, "igc": 0.0, "cgc_rows": 0.0}
+        n_steps = 0
+        lr = optimizer.param_groups[0]["lr"]
+        for start in range(0, len(order), opt_cfg.batch_size):
+            chunk = [train[i] for i in order[start:start + opt_cfg.batch_size]]
+            bags = [subsample_bag(store.get(s.patient_id), mags, cfg.max_tiles_train, rng) for s in chunk]
+            batch = collate(chunk, bags, mags).to(device)
+            out = model(batch.feats, batch.mask, batch.coords, batch.genes_T, batch.genes_E)
+            task = torch.stack([
+                _task_loss(out.logits_by_mag[m], batch.targets, batch.events, batch.times, data, cfg)
+                for m in mags
+            ]).sum()
+            igc = _igc(out, batch, mags, cfg)
+            loss = task if igc is None else task + igc
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"fold {data.fold} epoch {epoch}: non-finite loss {float(loss)}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.cgc:
+                reports = coordinate_gradients(model.heads, out, batch.targets, task=data.task,
+                                               events=batch.events if data.task == "survival" else None)
+                sums["cgc_rows"] += float(np.mean([r.projected_rows.float().mean().item()
+                                                   for r in reports.values()]))
+            if opt_cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
+            optimizer.step()
+            sums["loss"] += float(loss.detach())
+            sums["task"] += float(task.detach())
+            sums["igc"] += 0.0 if igc is None else float(igc.detach())
+            n_steps += 1
+        scheduler.step()
+
+        logits, gates = predict(model, val, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
+        val_loss = _eval_loss(logits, val, data, cfg)
+        val_scores = score_predictions(data.task, prediction_frame(val, logits, gates, data, mags),
+                                       data.class_names)
+        val_metric = val_scores[mname]
+        score = -val_loss if opt_cfg.select_on == "val_loss" else val_metric
+        if not np.isfinite(score):
+            score = -math.inf
+        improved = score > best_score
+        if improved or best_state is None:
+            best_score, best_epoch = score, epoch
+            best_state = copy.deepcopy(model.state_dict())
+            since_best = 0
+        else:
+            since_best += 1
+        rows.append({
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": sums["loss"] / n_steps,
+            "train_task_loss": sums["task"] / n_steps,
+            "train_igc_loss": sums["igc"] / n_steps,
+            "cgc_projected_rows": sums["cgc_rows"] / n_steps if cfg.cgc else float("nan"),
+            "val_loss": val_loss,
+            "val_metric": val_metric,
+            "improved": improved,
+            "seconds": time.perf_counter() - t0,
+        })
+        bar.set_postfix(train=f"{rows[-1]['train_loss']:.3f}", val=f"{val_loss:.3f}",
+                        **{mname: f"{val_metric:.3f}"})
+        log.info("fold %d epoch %d: train %.4f  val loss %.4f  val %s %.3f%s", data.fold, epoch,
+                 rows[-1]["train_loss"], val_loss, mname, val_metric, "  *" if improved else "")
+        if opt_cfg.patience is not None and since_best >= opt_cfg.patience:
+            stopped = True
+            log.info("fold %d: early stop at epoch %d (best %d)", data.fold, epoch, best_epoch)
+            break
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    history = pd.DataFrame(rows)
+    history["selected"] = history["epoch"] == best_epoch
+
+    logits, gates = predict(model, val, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
+    val_frame = prediction_frame(val, logits, gates, data, mags)
+    val_best = score_predictions(data.task, val_frame, data.class_names)
+    val_best["loss"] = _eval_loss(logits, val, data, cfg)
+    logits, gates = predict(model, train, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
+    inner = pd.concat([prediction_frame(train, logits, gates, data, mags).assign(role="train"),
+                       val_frame.assign(role="val")], ignore_index=True)
+
+    # The test fold, touched once, with the selected weights.
+    test = data.samples["test"]
+    logits, gates = predict(model, test, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
+    test_frame = prediction_frame(test, logits, gates, data, mags)
+    test_scores = score_predictions(data.task, test_frame, data.class_names)
+    log.info("fold %d: best epoch %d; test %s", data.fold, best_epoch,
+             {k: round(v, 4) if isinstance(v, float) else v for k, v in test_scores.items()})
+    return FoldResult(model=model, model_kwargs=kwargs, best_epoch=best_epoch, stopped_early=stopped,
+                      log=history, predictions=test_frame, inner_predictions=inner,
+                      val_scores=val_best, test_scores=test_scores)
