@@ -4,6 +4,7 @@ and a tiny generated demo cohort; a second run is a no-op; one cohort can run al
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -111,16 +112,21 @@ def test_second_run_does_nothing(finished_run: Path) -> None:
     assert "Nothing to be done" in run.stdout + run.stderr
 
 
-def test_one_cohort_alone_and_lost_store_redone(finished_run: Path) -> None:
-    store = finished_run / "output" / layout.FEATURES.format(
-        cohort="tiny", slide="cmu_b", encoder="efficientnet_lite0")
+def test_one_cohort_alone_and_interrupted_store_redone(finished_run: Path) -> None:
+    """A run killed while writing cmu_b's store left only a temporary store and no summary."""
+    out = finished_run / "output"
+    store = out / layout.FEATURES.format(cohort="tiny", slide="cmu_b", encoder="efficientnet_lite0")
     shutil.rmtree(store)
+    (out / layout.WSI_SUMMARY.format(cohort="tiny")).unlink()
     stale = store.parent / ".cmu_b.tmp-killed.zarr"  # what a killed writer leaves behind
     stale.mkdir()
     dry = snakemake(finished_run, "--cores", "2", "-n", "--config", "only_cohorts=tiny")
     assert dry.returncode == 0, dry.stderr[-3000:]
     text = dry.stdout + dry.stderr
-    assert "embed" in text and "minidemo" not in text
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", text, flags=re.M))
+    assert jobs.get("embed") == "1" and jobs.get("wsi_summary") == "1", text[-2000:]
+    assert "segment" not in jobs and "minidemo" not in text
     run = snakemake(finished_run, "--cores", "2", "--config", "only_cohorts=tiny")
     assert run.returncode == 0, run.stderr[-3000:]
     assert store.exists() and not stale.exists()
+    assert zarr.open_group(str(store), mode="r").attrs["status"] == "ok"
