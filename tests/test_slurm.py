@@ -19,7 +19,9 @@ submitting real jobs shows it. The test:
 6. stops every daemon it started by PID and removes the config it wrote, also on failure.
 
 Every subprocess has a timeout; a cluster that does not come up is a skip only when the cause
-is the machine (packages, permissions), and a failure otherwise.
+is the machine (packages, permissions), and a failure otherwise. The profile's own logic
+(accounting detection, partitions from the environment) is also tested without a cluster, with
+a fake ``scontrol`` (fast tests at the end).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +47,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-
-pytestmark = pytest.mark.slow
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,8 @@ class Cluster:
 
     def env(self) -> dict[str, str]:
         """Environment for the SLURM clients and for Snakemake (``duopath`` on PATH first)."""
-        return {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}  # our /etc/slurm one
+        return {**env, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
                 "DUOPATH_SLURM_PARTITION": self.partition}
 
     def stop(self) -> None:
@@ -165,14 +168,30 @@ class Cluster:
 
 
 def _stop_leftovers() -> None:
-    """Stop daemons a previous, killed run of this test left behind (PIDs in its state dir)."""
-    for name in ("slurmd", "slurmctld"):
-        pid = _read_pid(STATE / f"{name}.pid")
-        if pid is not None and _alive(pid):
+    """Stop daemons a previous, killed run of this test left behind.
+
+    Only PIDs from this test's own state folder: slurmctld/slurmd write their pid files there
+    (our slurm.conf says so) and munged's is recorded there when this test starts it.
+    """
+    for name, pid_file in (("slurmd", "slurmd.pid"), ("slurmctld", "slurmctld.pid"),
+                           ("munged", "munged.started")):
+        pid = _read_pid(STATE / pid_file)
+        if pid is None or not _alive(pid):
+            continue
+        with contextlib.suppress(OSError):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if name in cmdline and str(STATE) in cmdline:
+            if name in cmdline:
                 log.warning("stopping %s (pid %d) left by an earlier run of this test", name, pid)
                 _stop_pid(pid, name)
+
+
+def _start_daemon(cmd: list[str], log_name: str) -> None:
+    """Start a self-daemonising program; its std streams go to a file, so nothing can block."""
+    with (STATE / log_name).open("ab") as out:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: "
+                           f"{(STATE / log_name).read_text()[-2000:]}")
 
 
 def _start_munge(cluster: Cluster) -> None:
@@ -195,7 +214,7 @@ def _start_munge(cluster: Cluster) -> None:
     if not Path("/etc/munge/munge.key").exists():
         _sh(["mungekey", "--create"], timeout=30)
         shutil.chown("/etc/munge/munge.key", "munge", "munge")
-    _sh(["runuser", "-u", "munge", "--", _sbin("munged")], timeout=30)
+    _start_daemon(["runuser", "-u", "munge", "--", _sbin("munged")], "munged.start.log")
     deadline = time.monotonic() + 20
     while not works():
         if time.monotonic() > deadline:
@@ -204,6 +223,7 @@ def _start_munge(cluster: Cluster) -> None:
     pid = _read_pid(Path("/run/munge/munged.pid"))
     if pid is not None:
         cluster.started["munged"] = pid
+        (STATE / "munged.started").write_text(f"{pid}\n")
 
 
 def _slurm_conf(node_line: str, node: str) -> str:
@@ -319,7 +339,7 @@ def cluster() -> Iterator[Cluster]:
             GRES_CONF.write_text(f"{MARKER}\nNodeName={node} Name=gpu File={fake_gpu}\n")
             c.wrote.append(GRES_CONF)
             for name in ("slurmctld", "slurmd"):
-                _sh([_sbin(name)], timeout=30)
+                _start_daemon([_sbin(name)], f"{name}.start.log")
                 deadline = time.monotonic() + 20
                 while (pid := _read_pid(STATE / f"{name}.pid")) is None or not _alive(pid):
                     if time.monotonic() > deadline:
@@ -380,9 +400,12 @@ def _scontrol(job_id: str) -> dict[str, str]:
 
 
 def _features(store: Path) -> dict[str, np.ndarray]:
-    root = zarr.open_group(str(store), mode="r")
+    with warnings.catch_warnings():  # Snakemake's .snakemake_timestamp inside a directory() output
+        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+        root = zarr.open_group(str(store), mode="r")
+        groups = sorted(g for g, _ in root.groups())
     return {f"{mag}/{name}": np.asarray(root[mag][name][...])
-            for mag in sorted(g for g, _ in root.groups())
+            for mag in groups
             for name in ("features", "coords", "parent")}
 
 
@@ -452,6 +475,7 @@ def _slurm_logs(workdir: Path) -> dict[str, Path]:
     return {p.stem: p for p in (workdir / ".snakemake/slurm_logs").rglob("*.log")}
 
 
+@pytest.mark.slow
 def test_jobs_ran_as_slurm_jobs(runs: Runs) -> None:
     """Segment+tile as one grouped job, embed one job per slide, wsi_summary local."""
     submitted = set(re.findall(r"has been submitted with SLURM jobid (\d+)", runs.slurm_log))
@@ -497,15 +521,18 @@ def test_jobs_ran_as_slurm_jobs(runs: Runs) -> None:
     assert int(group["MinMemoryNode"].rstrip("M")) >= 2000, group
 
 
+@pytest.mark.slow
 def test_slurm_outputs_match_local_run(runs: Runs) -> None:
     _assert_same_outputs(runs.local, runs.remote)
 
 
+@pytest.mark.slow
 def test_second_slurm_run_has_nothing_to_do(runs: Runs) -> None:
     res = _snakemake(runs.remote, [*SLURM_ARGS, "-n", TARGET], runs.cluster.env(), timeout=120)
     assert res.returncode == 0 and "Nothing to be done" in res.stdout, res.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_gpu_job_gets_a_gpu_from_slurm(runs: Runs) -> None:
     """Re-embed one slide as a GPU job: SLURM allocates the (fake) GPU and the job succeeds.
 
@@ -525,3 +552,126 @@ def test_gpu_job_gets_a_gpu_from_slurm(runs: Runs) -> None:
     assert info["JobState"] == "COMPLETED", info
     assert "gpu:1" in info.get("TresPerJob", ""), f"SLURM did not allocate a GPU: {info}"
     _assert_same_outputs(runs.local, runs.remote)
+
+
+# --- the profile's logic, without a cluster (fast) --------------------------------------------
+
+
+def _profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, scontrol: str | None,
+             **env: str) -> dict:
+    """The profile as Snakemake reads it (yte rendered, key=value lists), in a chosen environment.
+
+    ``scontrol``: what a fake ``scontrol show config`` prints (None: no scontrol on PATH).
+    """
+    from snakemake.profiles import ProfileConfigFileParser
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if scontrol is not None:
+        fake = bin_dir / "scontrol"
+        lines = "".join(f"printf '%s\\n' '{line}'\n" for line in scontrol.splitlines())
+        fake.write_text(f"#!/bin/sh\n{lines}")  # shell builtins only: PATH holds nothing else
+        fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    for key in ("DUOPATH_SLURM_PARTITION", "DUOPATH_SLURM_GPU_PARTITION", "DUOPATH_SLURM_ACCOUNT",
+                "DUOPATH_SLURM_ACCOUNTING", "DUOPATH_SLURM_JOBS"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with (PROFILE / "config.yaml").open() as fh:
+        return dict(ProfileConfigFileParser().parse(fh))
+
+
+NO_ACCOUNTING = "AccountingStorageType   = (null)\nMinJobAge               = 600 sec"
+SLURMDBD = "AccountingStorageType   = accounting_storage/slurmdbd\nMinJobAge = 300 sec"
+
+
+def test_profile_without_accounting_polls_squeue(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    prof = _profile(monkeypatch, tmp_path, NO_ACCOUNTING)
+    assert prof["executor"] == "slurm"
+    assert prof["slurm-status-command"] == "squeue"
+    assert prof["slurm-no-account"] == "True"
+    none_plugin = _profile(monkeypatch, tmp_path, "AccountingStorageType = accounting_storage/none")
+    assert none_plugin["slurm-status-command"] == "squeue"
+
+
+def test_profile_with_accounting_keeps_sacct(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for scontrol in (SLURMDBD, None):  # slurmdbd, or cannot tell: the plugin's default (sacct)
+        prof = _profile(monkeypatch, tmp_path, scontrol)
+        assert "slurm-status-command" not in prof and "slurm-no-account" not in prof, prof
+
+
+def test_profile_accounting_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert _profile(monkeypatch, tmp_path, SLURMDBD, DUOPATH_SLURM_ACCOUNTING="no")[
+        "slurm-status-command"] == "squeue"
+    assert "slurm-status-command" not in _profile(monkeypatch, tmp_path, NO_ACCOUNTING,
+                                                  DUOPATH_SLURM_ACCOUNTING="yes")
+
+
+def test_profile_resources_and_site_settings_from_environment(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    bare = _profile(monkeypatch, tmp_path, NO_ACCOUNTING)
+    assert {"mem_mb=2000", "runtime=30", "cpus_per_task=threads"} <= set(bare["default-resources"])
+    assert not any(r.startswith(("slurm_partition", "slurm_account")) for r in bare["default-resources"])
+    assert bare["set-resources"] == ["embed:tasks_per_gpu=0"]
+    assert bare["jobs"] == "100"
+    assert {"rerun-incomplete", "keep-going", "printshellcmds", "latency-wait"} <= bare.keys()
+    assert bare["groups"] == ["segment=wsi_prep", "tile=wsi_prep"]
+
+    site = _profile(monkeypatch, tmp_path, NO_ACCOUNTING, DUOPATH_SLURM_PARTITION="cpu",
+                    DUOPATH_SLURM_GPU_PARTITION="gpu", DUOPATH_SLURM_ACCOUNT="lab42",
+                    DUOPATH_SLURM_JOBS="500")
+    assert {"slurm_partition=cpu", "slurm_account=lab42"} <= set(site["default-resources"])
+    assert set(site["set-resources"]) == {"embed:tasks_per_gpu=0", "embed:slurm_partition=gpu"}
+    assert site["jobs"] == "500"
+
+
+def test_rules_hold_no_site_settings() -> None:
+    """Partition and account come from the profile or the environment, never from a rule."""
+    for smk in (REPO / "rules").glob("*.smk"):
+        text = smk.read_text()
+        assert not re.search(r"slurm_(partition|account)\s*=", text), f"{smk.name} hard-codes SLURM settings"
+
+
+def test_missing_slurm_without_root_or_apt_is_a_skip_with_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cluster test skips (never fails) when the machine cannot get SLURM, and says why."""
+    monkeypatch.setattr(sys.modules[__name__], "BINARIES", ("duopath-no-such-daemon",))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        _ensure_packages()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception, match="no apt-get"):
+        _ensure_packages()
+
+
+def test_gpu_config_reaches_embed_resources(tmp_path: Path) -> None:
+    """`encoder.device: cuda` -> embed asks gpu=1 (-> sbatch --gpus=1) in the GPU partition.
+
+    A dry-run through the profile, no cluster needed; placeholder slides (nothing opens them).
+    """
+    (tmp_path / "slides").mkdir()
+    for s in SLIDES:
+        (tmp_path / "slides" / f"{s}.svs").touch()
+    rows = [f"P{i},{s},{s}.svs,{10 * (i + 1)},{i % 2},site{i}" for i, s in enumerate(SLIDES)]
+    (tmp_path / "samples.csv").write_text("patient_id,slide_id,slide_path,time,event,site\n"
+                                          + "\n".join(rows) + "\n")
+    (tmp_path / "config.yaml").write_text(
+        "output_dir: out\ncohorts:\n  tiny:\n    sample_sheet: samples.csv\n    slide_dir: slides\n"
+        "encoder:\n  device: cuda\n  num_workers: 3\n")
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+           "DUOPATH_SLURM_PARTITION": "cpu", "DUOPATH_SLURM_GPU_PARTITION": "gpu",
+           "DUOPATH_SLURM_ACCOUNTING": "no"}
+    res = _snakemake(tmp_path, ["--profile", str(PROFILE), "-n", "--cores", "8", TARGET], env,
+                     timeout=120)
+    assert res.returncode == 0, res.stdout[-4000:]
+    # Jobs of a group (segment + tile: wsi_prep) are printed indented under "Group job".
+    blocks = re.findall(r"^( *)rule (\w+):\n((?:\1    .*\n)+)", res.stdout, flags=re.M)
+    resources = {}
+    for _, rule, body in blocks:
+        line = re.search(r"^ *resources: (.*)$", body, flags=re.M).group(1)
+        resources.setdefault(rule, dict(kv.split("=", 1) for kv in line.split(", ")))
+    embed, segment = resources["embed"], resources["segment"]
+    assert (embed["gpu"], embed["tasks_per_gpu"], embed["slurm_partition"]) == ("1", "0", "gpu")
+    assert embed["cpus_per_task"] == "3", "cpus_per_task must follow the rule's threads"
+    assert segment["slurm_partition"] == "cpu" and "gpu" not in segment

@@ -52,8 +52,11 @@ _POLL_S = 0.5
 _DEVICE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 
 
-class GpuError(RuntimeError):
-    """A GPU was asked for and cannot be given (none visible, index out of range, bad name)."""
+class GpuError(ValueError):
+    """A GPU was asked for and cannot be given (none visible, index out of range, bad name).
+
+    A ValueError, like the other bad-setting errors the `duopath` CLI reports in one line.
+    """
 
 
 @dataclass

@@ -37,6 +37,10 @@ def atomic_path(dest: Path | str, *, is_dir: bool = False) -> Iterator[Path]:
         tmp.unlink()
     try:
         yield tmp
+        if not is_dir:
+            # mkstemp creates 0600; give the file the permissions a plain open() would (umask),
+            # so group members can read outputs on a shared cluster file system.
+            os.chmod(tmp, 0o666 & ~_umask())
         if is_dir and dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
@@ -46,6 +50,12 @@ def atomic_path(dest: Path | str, *, is_dir: bool = False) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(dest: Path) -> None:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 import duopath
 from duopath.config import EncoderConfig
 from duopath.encoding.registry import Encoder, load_encoder
+from duopath.gpu import pick_device
 from duopath.io import atomic_path
 from duopath.slides.reader import open_slide
 
@@ -102,9 +103,11 @@ def collate_groups(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torc
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The configured device; ``auto``/``cuda`` claim a free visible GPU (see :mod:`duopath.gpu`)."""
+    device = torch.device(pick_device(name))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 @torch.inference_mode()
