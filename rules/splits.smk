@@ -9,7 +9,7 @@ rule splits:
         info=P(layout.SPLITS_INFO),
     params:
         settings=settings(CFG.training),
-        task=lambda wc: CFG.cohorts[wc.cohort].task,
+        task=lambda wc: CFG.cohorts[wc.cohort].primary_task,
     localrule: True
     shell:
         "duopath splits --sheet {input.sheet} --task {params.task} --settings {params.settings} "

@@ -5,8 +5,8 @@
 import os
 import re
 
-from duopath.training.trainer import model_names as _teacher_model_names
-from duopath.training.trainer import variant_config as _teacher_variant
+from duopath.training.variants import model_names as _teacher_model_names
+from duopath.training.variants import variant_config as _teacher_variant
 
 TEACHER_MAGS = list(CFG.tiling.magnifications)
 TEACHER_MODELS = _teacher_model_names(CFG.teacher)
@@ -18,9 +18,16 @@ for _m in TEACHER_MODELS:  # a bad ablation name fails at parse time, naming the
 
 
 def teacher_targets(cohort):
-    """metrics.json of every teacher model and fold of ``cohort`` (for `rule all`)."""
+    """metrics.json of every teacher model and fold of ``cohort`` (for `rule all`).
+
+    A cohort without RNA (no `rna:` and not a demo) has no teacher: nothing is returned.
+    """
+    c = CFG.cohorts[cohort]
+    if c.demo is None and c.rna is None:
+        return []
     return [
-        P(layout.METRICS, cohort=cohort, model=m, fold=str(k))
+        P(layout.METRICS, cohort=cohort, task=t, model=m, fold=str(k))
+        for t in c.tasks
         for m in TEACHER_MODELS
         for k in range(CFG.training.folds)
     ]
@@ -46,15 +53,15 @@ rule teacher:
     params:
         settings=settings(CFG.teacher),
         features_dir=teacher_features_dir,
-        task=lambda wc: CFG.cohorts[wc.cohort].task,
         mags=",".join(TEACHER_MAGS),
         seed=CFG.training.seed,
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
     wildcard_constraints:
         model="|".join(re.escape(m) for m in TEACHER_MODELS),
         fold=r"\d+",
+        task="survival|classification",
     log:
-        P("logs/teacher/{cohort}/{model}/fold{fold}.log"),
+        P("logs/teacher/{cohort}/{task}/{model}/fold{fold}.log"),
     threads: 2
     resources:
         # Features of the cohort are cached in memory up to teacher.feature_cache_gb.
@@ -66,6 +73,6 @@ rule teacher:
     shell:
         "duopath train --sheet {input.sheet:q} --splits {input.splits:q} --rna {input.rna:q} "
         "--features-dir {params.features_dir:q} --fold {wildcards.fold} --model {wildcards.model} "
-        "--task {params.task} --magnifications {params.mags} --seed {params.seed} "
+        "--task {wildcards.task} --magnifications {params.mags} --seed {params.seed} "
         "--settings {params.settings} --cohort {wildcards.cohort} --threads {threads} "
         "--no-progress --out-dir {params.out_dir:q} > {log:q} 2>&1"

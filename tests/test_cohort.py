@@ -81,7 +81,7 @@ def test_classification_needs_labels(tmp_path: Path, slides: Path) -> None:
         {"patient_id": "p1", "slide_id": "b", "slide_path": "b.svs", "grade": "high"},
         {"patient_id": "p2", "slide_id": "c", "slide_path": "b.svs", "grade": ""},
     ])
-    cohort = CohortConfig(sample_sheet=sheet, slide_dir=slides, task="classification",
+    cohort = CohortConfig(sample_sheet=sheet, slide_dir=slides, tasks=["classification"],
                           label_column="grade")
     with pytest.raises(SampleSheetError, match="line 3, column grade: empty label"):
         read_sample_sheet(cohort)

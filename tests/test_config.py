@@ -47,7 +47,7 @@ def test_missing_sample_sheet_is_named(tmp_path: Path) -> None:
 
 def test_cohort_needs_sheet_or_demo() -> None:
     raw = _raw()
-    raw["cohorts"]["empty"] = {"task": "survival"}
+    raw["cohorts"]["empty"] = {"tasks": ["survival"]}
     with pytest.raises(ConfigError, match=r"cohorts\.empty.*sample_sheet"):
         parse_config(raw)
 

@@ -109,6 +109,10 @@ def test_pooling_two_slides_offsets_parents_and_separates_space(tmp_path: Path) 
     np.testing.assert_allclose(xb.min() - xa.max(), (SLIDE_GAP_TILES + 1) * 224.0)
     # relative layout inside each slide is unchanged
     np.testing.assert_allclose(np.diff(np.unique(xb)), 224.0)
+    # a one-tile slide still gets a gap of whole tiles (its width comes from the store, not coords)
+    c = read_slide(slide_with_ids(tmp_path / "c.zarr", grid(1, 1), 3.0), MAGS)
+    two = pool_slides([c, a], MAGS)["10x"]
+    np.testing.assert_allclose(two.coords[1:, 0].min() - two.coords[0, 0], (SLIDE_GAP_TILES + 1) * 224.0)
 
 
 def test_subsampling_keeps_children_and_remaps_parents(tmp_path: Path) -> None:
@@ -203,7 +207,8 @@ def test_fold_genes_scaler_uses_training_patients_only() -> None:
     train, held = pats[:5], pats[5:]
     fg = fold_genes(adata, train, held, [*pats, "P9"], missing_rna="exclude")
     np.testing.assert_allclose(fg.mean.to_numpy(), x[:5].mean(0), rtol=1e-5)
-    np.testing.assert_allclose(fg.values["P6"][0], (x[6, :3] - x[:5, :3].mean(0)) / x[:5, :3].std(0), rtol=1e-4)
+    expected = (x[6, :3] - x[:5, :3].mean(0)) / x[:5, :3].std(0)
+    np.testing.assert_allclose(fg.values["P6"][0], expected, rtol=1e-4)
     np.testing.assert_allclose(fg.train_mean_T, 0.0, atol=1e-6)
     assert "P9" not in fg.values and fg.imputed == []
     # changing held-out patients' RNA changes nothing fit

@@ -55,6 +55,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> P
         },
         "encoder": {"num_workers": 1, "batch_size": 32},
         "training": {"folds": 2},
+        "teacher": {"dim": 16, "ablations": ["rna_mean"], "optim": {"epochs": 2}},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2")
@@ -98,6 +99,14 @@ def test_rna_and_splits_of_the_demo(finished_run: Path) -> None:
     assert not (out / layout.RNA_H5AD.format(cohort="tiny")).exists()  # no RNA configured
     splits = pd.read_csv(out / layout.SPLITS.format(cohort="minidemo"))
     assert set(splits["patient_id"]) == set(sheet["patient_id"])
+    for model in ("teacher", "teacher_rna_mean"):
+        for fold in range(2):
+            res = out / layout.RESULTS_DIR.format(cohort="minidemo", task="survival", model=model,
+                                                  fold=fold)
+            pred = pd.read_parquet(res / "predictions.parquet")
+            test = splits[(splits["fold"] == fold) & (splits["role"] == "test")]
+            assert set(pred["patient_id"]) <= set(test["patient_id"])
+            assert (res / "metrics.json").exists() and (res / "checkpoint.pt").exists()
 
 
 def test_bad_slide_is_reported_not_fatal(finished_run: Path) -> None:

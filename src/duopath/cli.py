@@ -202,8 +202,10 @@ def encoders() -> None:
 def _register_stage_commands() -> None:
     """Stage packages define their own commands; importing them is cheap (no heavy imports)."""
     from duopath.rna.cli import rna
+    from duopath.training.cli import train
 
     app.command("rna")(rna)
+    app.command("train")(train)
 
 
 _register_stage_commands()

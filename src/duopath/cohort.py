@@ -106,14 +106,16 @@ def canonicalise_sheet(
         if col not in df.columns:
             df[col] = ""
 
-    required = ["time", "event"] if cohort.task == "survival" else ["label"]
+    survival = "survival" in cohort.tasks
+    classification = "classification" in cohort.tasks
+    required = (["time", "event"] if survival else []) + (["label"] if classification else [])
     for col in required:
         if (df[col] == "").all():
             wanted = {"time": cohort.time_column, "event": cohort.event_column,
                       "label": cohort.label_column}[col]
             raise SampleSheetError(
-                f"{source}: task {cohort.task!r} needs column {wanted!r} "
-                f"(set cohorts.<name>.{col if col != 'label' else 'label'}_column in config.yaml)"
+                f"{source}: tasks {cohort.tasks} need column {wanted!r} "
+                f"(set cohorts.<name>.{col}_column in config.yaml)"
             )
 
     base = slide_dir if slide_dir is not None else Path(source).parent
@@ -141,7 +143,7 @@ def canonicalise_sheet(
             problems.append(f"{ref}, column slide_path: {slide_path} does not exist")
         time = _to_float(row["time"])
         event = _to_event(row["event"])
-        if cohort.task == "survival":
+        if survival:
             if time is None or not np.isfinite(time) or time < 0:
                 problems.append(f"{ref}, column {cohort.time_column}: {row['time']!r} is not a "
                                 "non-negative number")
@@ -149,7 +151,7 @@ def canonicalise_sheet(
                 problems.append(f"{ref}, column {cohort.event_column}: {row['event']!r} is not an "
                                 "event flag (1/0, true/false, dead/alive; 1 = event observed)")
         label = str(row["label"]).strip()
-        if cohort.task == "classification" and not label:
+        if classification and not label:
             problems.append(f"{ref}, column {cohort.label_column}: empty label")
         mpp = _to_float(row["mpp"])
         if str(row["mpp"]).strip() and (mpp is None or not 0.05 <= mpp <= 20):

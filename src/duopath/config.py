@@ -63,7 +63,11 @@ class CohortConfig(_Strict):
     demo: DemoConfig | None = Field(
         None, description="generate this cohort (sheet, slides, RNA) instead of reading one"
     )
-    task: Literal["survival", "classification"] = "survival"
+    tasks: list[Literal["survival", "classification"]] = Field(
+        default_factory=lambda: ["survival"],
+        description="what to predict; every model is trained once per task on the same splits, "
+        "which are stratified by the FIRST task (event for survival, label for classification)",
+    )
     label_column: str | None = Field("label", description="class label column (classification)")
     time_column: str = "time"
     event_column: str = Field("event", description="1 = event observed (death), 0 = censored")
@@ -75,9 +79,17 @@ class CohortConfig(_Strict):
             raise ValueError("a cohort needs either `sample_sheet: path` or a `demo:` section")
         if self.demo is not None and self.sample_sheet is not None:
             raise ValueError("a cohort has either `sample_sheet` or `demo`, not both")
-        if self.task == "classification" and not self.label_column:
-            raise ValueError("task: classification needs `label_column`")
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError("`tasks` needs one or more distinct tasks (survival, classification)")
+        if "classification" in self.tasks and not self.label_column:
+            raise ValueError("task classification needs `label_column`")
         return self
+
+
+    @property
+    def primary_task(self) -> str:
+        """The task the splits are stratified by."""
+        return self.tasks[0]
 
 
 class SegmentationConfig(_Strict):

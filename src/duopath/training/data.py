@@ -67,6 +67,8 @@ class MagBag:
     coords: np.ndarray
     parent: np.ndarray
     slide: np.ndarray
+    size_um: float = 0.0
+    """Tile width in µm (0 = unknown); sets the gap between pooled slides."""
 
     def __len__(self) -> int:
         return int(self.feats.shape[0])
@@ -153,7 +155,8 @@ def read_slide(path: Path | str, magnifications: Sequence[str]) -> dict[str, Mag
         parent = np.asarray(g["parent"][:], dtype=np.int64)
         if feats.shape[0] != centres.shape[0] or parent.shape[0] != feats.shape[0]:
             raise DataError(f"{path}/{m}: features, coords and parent have different lengths")
-        out[m] = MagBag(feats, centres, parent, np.zeros(feats.shape[0], dtype=np.int16))
+        out[m] = MagBag(feats, centres, parent, np.zeros(feats.shape[0], dtype=np.int16),
+                        float(g.attrs.get("size_um", 0.0)))
     return out
 
 
@@ -174,7 +177,7 @@ def pool_slides(slides: Sequence[Mapping[str, MagBag]], magnifications: Sequence
         c = slide[coarse].coords
         if len(c) == 0:
             raise DataError("a slide with an empty coarsest magnification cannot be pooled")
-        pitch = _pitch(c)
+        pitch = slide[coarse].size_um or _pitch(c)
         shift = 0.0 if k == 0 else cursor - (float(c[:, 0].min()) - pitch / 2.0)
         cursor = float(c[:, 0].max()) + pitch / 2.0 + shift + SLIDE_GAP_TILES * pitch
         for i, m in enumerate(mags):
@@ -189,7 +192,7 @@ def pool_slides(slides: Sequence[Mapping[str, MagBag]], magnifications: Sequence
                 if len(parent) and (parent.min() < 0 or parent.max() >= n_up):
                     raise DataError(f"{m}: parent index out of range of the {mags[i - 1]} tiles")
                 parent = parent + offsets[mags[i - 1]]
-            parts[m].append(MagBag(b.feats, coords, parent, np.full(len(b), k, dtype=np.int16)))
+            parts[m].append(MagBag(b.feats, coords, parent, np.full(len(b), k, dtype=np.int16), b.size_um))
         for m in mags:
             offsets[m] += len(slide[m])
     return {
@@ -198,13 +201,14 @@ def pool_slides(slides: Sequence[Mapping[str, MagBag]], magnifications: Sequence
             np.concatenate([p.coords for p in parts[m]]),
             np.concatenate([p.parent for p in parts[m]]),
             np.concatenate([p.slide for p in parts[m]]),
+            max(p.size_um for p in parts[m]),
         )
         for m in mags
     }
 
 
 def _pitch(coords: np.ndarray) -> float:
-    """Tile pitch (µm) of one grid: the smallest non-zero gap between x or y centres."""
+    """Tile pitch (µm) of a grid without a ``size_um``: the smallest non-zero centre gap."""
     gaps = [np.diff(np.unique(coords[:, j])) for j in range(2)]
     gaps = [g[g > 0] for g in gaps if g.size]
     gaps = [g for g in gaps if g.size]
@@ -227,12 +231,12 @@ def subsample_bag(
     new_row = np.full(n0, -1, dtype=np.int64)
     new_row[keep] = np.arange(keep.size)
     b0 = bag.mags[mags[0]]
-    out[mags[0]] = MagBag(b0.feats[keep], b0.coords[keep], b0.parent[keep], b0.slide[keep])
+    out[mags[0]] = MagBag(b0.feats[keep], b0.coords[keep], b0.parent[keep], b0.slide[keep], b0.size_um)
     for m in mags[1:]:
         b = bag.mags[m]
         mapped = new_row[b.parent]
         rows = np.flatnonzero(mapped >= 0)
-        out[m] = MagBag(b.feats[rows], b.coords[rows], mapped[rows], b.slide[rows])
+        out[m] = MagBag(b.feats[rows], b.coords[rows], mapped[rows], b.slide[rows], b.size_um)
         new_row = np.full(len(b), -1, dtype=np.int64)
         new_row[rows] = np.arange(rows.size)
     return PatientBag(bag.patient_id, bag.slides, out)

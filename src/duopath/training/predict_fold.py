@@ -36,14 +36,13 @@ from duopath.io import atomic_path, write_json, write_table
 from duopath.models import build_model
 from duopath.training.data import SLIDE_GAP_TILES, BagStore, DataError
 from duopath.training.trainer import (
-    BASE_MODEL,
     FoldData,
     FoldResult,
     prepare_fold,
     resolve_device,
     train_fold,
-    variant_config,
 )
+from duopath.training.variants import BASE_MODEL, variant_config
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +172,7 @@ def write_fold(
         "magnifications": payload["magnifications"],
         "encoder": store.encoder,
     }
-    write_json(paths.metrics, json.loads(json.dumps(metrics, default=_jsonable)))
+    write_json(paths.metrics, _json_ready(json.loads(json.dumps(metrics, default=_jsonable))))
     return metrics
 
 
@@ -181,6 +180,17 @@ def _jsonable(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def _json_ready(value: object) -> object:
+    """NaN → None (JSON has no NaN; the reason is kept under "undefined")."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def run_fold(

@@ -36,7 +36,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from duopath.config import TEACHER_ABLATIONS, TeacherConfig
+from duopath.config import TeacherConfig
+from duopath.evaluation.result import quiet_undefined
 from duopath.models import ModelOutput, build_model
 from duopath.training.cgc import coordinate_gradients
 from duopath.training.data import (
@@ -60,113 +61,63 @@ from duopath.training.losses import (
     weighted_cross_entropy,
 )
 from duopath.training.splits import ROLES
+from duopath.training.variants import BASE_MODEL
 
 log = logging.getLogger(__name__)
-
-BASE_MODEL = "teacher"
-
-
-# --------------------------------------------------------------------------- variants
-
-
-def model_names(cfg: TeacherConfig) -> list[str]:
-    """``teacher`` and one ``teacher_<ablation>`` per configured ablation."""
-    return [BASE_MODEL] + [f"{BASE_MODEL}_{a}" for a in cfg.ablations]
-
-
-def variant_config(cfg: TeacherConfig, model: str, magnifications: Sequence[str]) -> TeacherConfig:
-    """The teacher settings of model ``model`` (``teacher`` or ``teacher_<ablation>``).
-
-    ``magnifications``: every magnification of the tiling, coarse to fine (the single-
-    magnification ablation must name one of them; the full teacher uses ``cfg.magnifications``
-    or all of them).
-
-    Raises:
-        ValueError: unknown model name / ablation, or a magnification the tiling lacks.
-    """
-    mags = list(cfg.magnifications or magnifications)
-    unknown = [m for m in mags if m not in magnifications]
-    if unknown:
-        raise ValueError(f"teacher.magnifications {unknown} are not tiled "
-                         f"(tiling has {list(magnifications)})")
-    if model == BASE_MODEL:
-        return cfg.model_copy(update={"magnifications": mags})
-    prefix = BASE_MODEL + "_"
-    if not model.startswith(prefix):
-        raise ValueError(f"model {model!r} is not the teacher or one of its ablations")
-    name = model[len(prefix):]
-    updates: dict[str, object] = {"magnifications": mags}
-    if name == "no_cgc":
-        updates["cgc"] = False
-    elif name == "no_igc":
-        updates["igc"] = "none"
-    elif name == "one_group":
-        updates["disentangle"] = False
-    elif name == "rna_mean":
-        updates["rna_mean"] = True
-    elif name in magnifications:
-        updates["magnifications"] = [name]
-    else:
-        raise ValueError(
-            f"unknown teacher ablation {name!r}: use one of {list(TEACHER_ABLATIONS)} or a "
-            f"magnification of the tiling {list(magnifications)}"
-        )
-    return cfg.model_copy(update=updates)
-
 
 # --------------------------------------------------------------------------- metrics
 
 
-def score_predictions(task: str, frame: pd.DataFrame, class_names: Sequence[str] | None = None) -> dict:
-    """Test/validation metrics of a prediction frame (one small function, to be swapped for
-    ``duopath.evaluation.metrics`` when it lands).
+def score_predictions(
+    task: str,
+    frame: pd.DataFrame,
+    class_names: Sequence[str] | None = None,
+    *,
+    train: Sequence[Sample] | None = None,
+    bin_edges: np.ndarray | None = None,
+) -> dict:
+    """Metrics of a prediction frame via :mod:`duopath.evaluation` (plain floats, NaN when
+    undefined, with the reasons under ``"undefined"``).
 
-    Survival: Harrell's C (``sksurv.metrics.concordance_index_censored``) of ``risk``.
-    Classification: macro one-vs-rest AUC (binary: AUC of the second class), accuracy,
-    balanced accuracy. Undefined values (no events, one class present) are NaN, not errors:
-    a small validation split can lack them.
+    Survival: Harrell's C always; with the fold's ``train`` samples (and ``bin_edges`` for the
+    survival curves) also Uno's C, mean td-AUC and the IBS, whose censoring weights come from
+    the TRAINING patients. Classification: AUC, accuracy, balanced accuracy, macro F1,
+    sensitivity, specificity (``prob_<class>`` columns in ``class_names`` order).
+    An undefined value (no events in a small validation split, one class present) is NaN, not
+    an error.
     """
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+    from duopath.evaluation.metrics import (
+        evaluate_classification_predictions,
+        evaluate_survival_predictions,
+    )
+    from duopath.evaluation.survival import harrell_c
 
+    results: dict
     if task == "survival":
-        from sksurv.metrics import concordance_index_censored
-
-        ev = frame["event"].to_numpy(dtype=float)
-        ok = np.isfinite(ev) & np.isfinite(frame["time"].to_numpy(dtype=float))
-        sub = frame[ok]
-        c = float("nan")
-        if len(sub) >= 2 and sub["event"].astype(float).sum() > 0:
-            try:
-                c = float(concordance_index_censored(sub["event"].astype(bool).to_numpy(),
-                                                     sub["time"].to_numpy(dtype=float),
-                                                     sub["risk"].to_numpy(dtype=float))[0])
-            except ValueError as err:  # no comparable pairs
-                log.debug("C-index undefined: %s", err)
-        return {"c_index": c, "n": len(sub), "n_events": int(sub["event"].astype(float).sum())}
-    if task != "classification" or class_names is None:
-        raise ValueError("classification scores need class_names")
-    names = list(class_names)
-    probs = frame[[f"prob_{c}" for c in names]].to_numpy(dtype=float)
-    y = frame["label"].map({c: i for i, c in enumerate(names)}).to_numpy()
-    pred = probs.argmax(axis=1)
-    auc = float("nan")
-    present = np.unique(y)
-    if present.size >= 2:
-        if len(names) == 2:
-            auc = float(roc_auc_score(y, probs[:, 1]))
-        elif present.size == len(names):
-            auc = float(roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=range(len(names))))
-    return {
-        "auc": auc,
-        "accuracy": float(accuracy_score(y, pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(frame) else float("nan"),
-        "n": len(frame),
-    }
+        if train is None:
+            results = {"c_harrell": harrell_c(frame["time"].to_numpy(float), frame["event"].to_numpy(),
+                                              frame["risk"].to_numpy(float))}
+        else:
+            results = evaluate_survival_predictions(
+                frame, [s.time for s in train], [s.event for s in train], bin_edges)
+        extra = {"n": len(frame), "n_events": int(np.nansum(frame["event"].to_numpy(float)))}
+    elif task == "classification":
+        if class_names is None:
+            raise ValueError("classification scores need class_names")
+        results = evaluate_classification_predictions(frame[["label", *[f"prob_{c}" for c in class_names]]])
+        extra = {"n": len(frame)}
+    else:
+        raise ValueError(f"task must be 'survival' or 'classification', got {task!r}")
+    out: dict = {k: float(v.value) for k, v in results.items()}
+    reasons = {k: v.reason for k, v in results.items() if not v.ok}
+    if reasons:
+        out["undefined"] = reasons
+    return {**out, **extra}
 
 
 def metric_name(task: str) -> str:
     """The validation metric logged per epoch (and optionally used for selection)."""
-    return "c_index" if task == "survival" else "auc"
+    return "c_harrell" if task == "survival" else "auc"
 
 
 # --------------------------------------------------------------------------- fold data
@@ -227,6 +178,27 @@ def patient_outcomes(sheet: pd.DataFrame) -> pd.DataFrame:
     return per.first()
 
 
+def fit_bins(times: np.ndarray, events: np.ndarray, n_bins: int, fold: int) -> np.ndarray:
+    """Training-fold bin edges; fewer bins (with a warning) when the fold cannot fill ``n_bins``.
+
+    Why not fail: a small cohort's training fold may hold fewer uncensored times than bins (or
+    tied quartiles); fewer, still training-only, bins keep the fold usable and the log says so.
+    Below two bins there is nothing to rank with, and that is an error.
+    """
+    last: Exception | None = None
+    for k in range(n_bins, 1, -1):
+        try:
+            edges = fit_time_bins(times, events, k)
+        except ValueError as err:
+            last = err
+            continue
+        if k < n_bins:
+            log.warning("fold %d: %d survival bins instead of %d (%s)", fold, k, n_bins, last)
+        return edges
+    raise DataError(f"fold {fold}: cannot fit 2 survival time bins from the training patients "
+                    f"({int(np.sum(events))} uncensored): {last}")
+
+
 def prepare_fold(
     sheet: pd.DataFrame,
     splits: pd.DataFrame,
@@ -274,8 +246,8 @@ def prepare_fold(
     data = FoldData(fold=fold, task=task, samples={}, genes=genes, excluded=excluded)
     tr = outcomes.loc[train]
     if task == "survival":
-        data.time_bins = fit_time_bins(tr["time"].to_numpy(), tr["event"].astype(int).to_numpy(),
-                                       cfg.time_bins)
+        data.time_bins = fit_bins(tr["time"].to_numpy(), tr["event"].astype(int).to_numpy(),
+                                  cfg.time_bins, fold)
     else:
         data.class_names = sorted(tr["label"].unique())
         if len(data.class_names) < 2:
@@ -529,8 +501,9 @@ def train_fold(
 
         logits, gates = predict(model, val, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
         val_loss = _eval_loss(logits, val, data, cfg)
-        val_scores = score_predictions(data.task, prediction_frame(val, logits, gates, data, mags),
-                                       data.class_names)
+        with quiet_undefined():  # a tiny val split without events is normal; logged once below
+            val_scores = score_predictions(data.task, prediction_frame(val, logits, gates, data, mags),
+                                           data.class_names)
         val_metric = val_scores[mname]
         score = -val_loss if opt_cfg.select_on == "val_loss" else val_metric
         if not np.isfinite(score):
@@ -570,7 +543,8 @@ def train_fold(
 
     logits, gates = predict(model, val, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
     val_frame = prediction_frame(val, logits, gates, data, mags)
-    val_best = score_predictions(data.task, val_frame, data.class_names)
+    val_best = score_predictions(data.task, val_frame, data.class_names, train=train,
+                                 bin_edges=data.time_bins)
     val_best["loss"] = _eval_loss(logits, val, data, cfg)
     logits, gates = predict(model, train, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
     inner = pd.concat([prediction_frame(train, logits, gates, data, mags).assign(role="train"),
@@ -580,9 +554,13 @@ def train_fold(
     test = data.samples["test"]
     logits, gates = predict(model, test, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
     test_frame = prediction_frame(test, logits, gates, data, mags)
-    test_scores = score_predictions(data.task, test_frame, data.class_names)
+    test_scores = score_predictions(data.task, test_frame, data.class_names, train=train,
+                                    bin_edges=data.time_bins)
     log.info("fold %d: best epoch %d; test %s", data.fold, best_epoch,
              {k: round(v, 4) if isinstance(v, float) else v for k, v in test_scores.items()})
+    if all(not np.isfinite(v) for v in history["val_metric"]):
+        log.warning("fold %d: the validation %s was undefined at every epoch (too few patients or "
+                    "events in the validation split)", data.fold, mname)
     return FoldResult(model=model, model_kwargs=kwargs, best_epoch=best_epoch, stopped_early=stopped,
                       log=history, predictions=test_frame, inner_predictions=inner,
                       val_scores=val_best, test_scores=test_scores)
