@@ -27,12 +27,11 @@ from duopath.training.splits import make_splits
 from duopath.training.trainer import (
     fold_roles,
     lr_factor,
-    model_names,
     prepare_fold,
     score_predictions,
     train_fold,
-    variant_config,
 )
+from duopath.training.variants import model_names, variant_config
 
 MAGS = ["10x", "20x"]
 N_PATIENTS = 48
