@@ -50,12 +50,12 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> P
         "output_dir": "output",
         "cohorts": {
             "tiny": {"sample_sheet": "samples.csv", "slide_dir": "slides"},
-            "minidemo": {"demo": {"n_patients": 10, "n_sites": 2, "seed": 3,
+            "minidemo": {"demo": {"n_patients": 14, "n_sites": 2, "seed": 3,
                                   "tissue_mm": [0.7, 0.5], "n_genes": 600}},
         },
         "encoder": {"num_workers": 1, "batch_size": 32},
         "training": {"folds": 2},
-        "teacher": {"dim": 16, "ablations": ["rna_mean"], "optim": {"epochs": 2}},
+        "teacher": {"dim": 16, "time_bins": 2, "ablations": ["rna_mean"], "optim": {"epochs": 2}},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2")
