@@ -45,7 +45,7 @@ def test_site_disjoint_when_enough_sites() -> None:
     patients = pd.DataFrame({"patient_id": [f"P{i}" for i in range(60)],
                              "site": [f"S{i % 6}" for i in range(60)],
                              "stratum": [str(i % 2) for i in range(60)]})
-    table, info = make_splits(patients, folds=3, val_fraction=0.2, seed=1)
+    _, info = make_splits(patients, folds=3, val_fraction=0.2, seed=1)
     assert info.site_disjoint
     _, info = make_splits(patients.assign(site="S0"), folds=3, val_fraction=0.2, seed=1)
     assert not info.site_disjoint and "NOT site-disjoint" in info.reason
@@ -70,7 +70,7 @@ def test_too_few_patients() -> None:
 def test_tiny_cohort_still_has_train_val_test() -> None:
     patients = pd.DataFrame({"patient_id": list("abcd"), "site": ["S1", "S2", "S1", "S2"],
                              "stratum": ["1", "0", "1", "0"]})
-    table, info = make_splits(patients, folds=2, val_fraction=0.2, seed=0)
+    table, _ = make_splits(patients, folds=2, val_fraction=0.2, seed=0)
     for k in range(2):
         assert len(fold_patients(table, k, "val")) == 1
         assert len(fold_patients(table, k, "train")) >= 1

@@ -56,6 +56,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> P
         "encoder": {"num_workers": 1, "batch_size": 32},
         "training": {"folds": 2},
         "teacher": {"dim": 16, "time_bins": 2, "ablations": ["rna_mean"], "optim": {"epochs": 2}},
+        "student": {"optim": {"epochs": 2}},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2")
@@ -107,6 +108,30 @@ def test_rna_and_splits_of_the_demo(finished_run: Path) -> None:
             test = splits[(splits["fold"] == fold) & (splits["role"] == "test")]
             assert set(pred["patient_id"]) <= set(test["patient_id"])
             assert (res / "metrics.json").exists() and (res / "checkpoint.pt").exists()
+
+
+def test_students_and_report(finished_run: Path) -> None:
+    from html.parser import HTMLParser
+
+    out = finished_run / "output"
+    for model in ("student", "student_nokd"):
+        res = out / layout.RESULTS_DIR.format(cohort="minidemo", task="survival", model=model, fold=0)
+        assert (res / "predictions.parquet").exists() and (res / "checkpoint.pt").exists()
+    metrics = pd.read_csv(out / layout.METRICS_CSV.format(cohort="minidemo"))
+    assert {"teacher", "teacher_rna_mean", "student", "student_nokd"} <= set(metrics["model"])
+    html = (out / layout.REPORT.format(cohort="minidemo")).read_text(encoding="utf-8")
+
+    class Images(HTMLParser):
+        srcs: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            if tag == "img":
+                self.srcs.append(dict(attrs).get("src", ""))
+
+    parser = Images()
+    parser.feed(html)
+    assert parser.srcs and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
+    assert "student_nokd" in html and "teacher_rna_mean" in html
 
 
 def test_bad_slide_is_reported_not_fatal(finished_run: Path) -> None:

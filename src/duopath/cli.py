@@ -201,11 +201,18 @@ def encoders() -> None:
 
 def _register_stage_commands() -> None:
     """Stage packages define their own commands; importing them is cheap (no heavy imports)."""
+    from duopath.inference.cli import predict
+    from duopath.report.cli import evaluate, report
     from duopath.rna.cli import rna
     from duopath.training.cli import train
+    from duopath.training.student_cli import train_student
 
     app.command("rna")(rna)
     app.command("train")(train)
+    app.command("train-student")(train_student)
+    app.command("predict")(predict)
+    app.command("evaluate")(evaluate)
+    app.command("report")(report)
 
 
 _register_stage_commands()

@@ -407,6 +407,38 @@ class TeacherConfig(_Strict):
         return names
 
 
+class StudentConfig(_Strict):
+    """Stage II histology-only student (DESIGN.md "Student", "SKD").
+
+    Two models train per fold on the SAME patients (those the fold's teacher saw): ``student``
+    (task + α·KL + β·MSE from the frozen teacher of the same fold and task) and ``student_nokd``
+    (same architecture, task loss only), so the report shows what distillation bought. The
+    student's width ``dim`` must equal the teacher's (SKD's MSE compares embeddings); null
+    takes it from the teacher checkpoint.
+    """
+
+    dim: int | None = Field(None, ge=4, description="d; null = the teacher's (required for SKD)")
+    n_heads: int = Field(4, ge=1)
+    tile_attention: Literal["knn", "full"] = Field("knn", description="local kNN or full attention")
+    n_neighbours: int = Field(9, ge=1, description="tiles per kNN attention neighbourhood")
+    n_prototypes: int = Field(2, ge=1, description="K ITA prototypes (2; 8, 32 as ablations)")
+    dpc_k: int = Field(5, ge=1, description="neighbours for the DPC-KNN density")
+    dropout: float = Field(0.25, ge=0, lt=1)
+    omega_clamp: float = Field(10.0, gt=0, description="bound on log ω")
+    gating: Literal["max_confidence", "mean", "softmax"] = "max_confidence"
+    gating_temperature: float = Field(1.0, gt=0)
+    alpha: float = Field(0.01, ge=0, description="weight of KL(student, teacher logits)")
+    beta: float = Field(0.01, ge=0, description="weight of MSE(student, teacher [X_R^T ; X_R^E])")
+    temperature: float = Field(2.0, gt=0, description="KD temperature (KL scaled by T²)")
+    max_tiles_train: int | None = Field(
+        256, ge=1, description="training: random coarsest tiles per patient and step (children "
+        "follow; the teacher target is computed on the same tiles); null = full bags"
+    )
+    feature_cache_gb: float = Field(8.0, ge=0)
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    optim: OptimConfig = OptimConfig()
+
+
 class ReportConfig(_Strict):
     heatmap_patients: int = Field(3, ge=0)
 
@@ -432,6 +464,7 @@ class DuopathConfig(_Strict):
     rna: RnaConfig = RnaConfig()
     training: TrainingConfig = TrainingConfig()
     teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
     report: ReportConfig = ReportConfig()
 
     @field_validator("only_cohorts", mode="before")

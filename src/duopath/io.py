@@ -73,12 +73,12 @@ def remove_stale_temporaries(dest: Path) -> None:
 
 def write_json(dest: Path | str, obj: Any) -> None:
     with atomic_path(dest) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
 def write_text(dest: Path | str, text: str) -> None:
     with atomic_path(dest) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_table(dest: Path | str, df: pd.DataFrame) -> None:

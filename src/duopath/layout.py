@@ -27,6 +27,12 @@ INNER_PREDICTIONS = RESULTS_DIR + "/inner_predictions.parquet"
 METRICS = RESULTS_DIR + "/metrics.json"
 TRAIN_LOG = RESULTS_DIR + "/train_log.csv"
 CHECKPOINT = RESULTS_DIR + "/checkpoint.pt"
+COHORT_RESULTS = "results/{cohort}"  # {task}/{model}/fold{k}/ below it
+HEATMAPS_DIR = RESULTS_DIR + "/heatmaps"  # *.png embedded in the report when present
+METRICS_CSV = "results/{cohort}/metrics.csv"  # task x model x fold x metric (+ reason)
+SUMMARY_CSV = "results/{cohort}/summary.csv"  # mean ± std over folds per task x model x metric
+COMPARISONS_CSV = "results/{cohort}/comparisons.csv"  # every model vs the main model
+REPORT = "results/{cohort}/report.html"
 
 
 def out(output_dir: str, pattern: str, **fields: str) -> str:

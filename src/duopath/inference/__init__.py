@@ -1,0 +1,1 @@
+"""Inference on new slides with a trained histology-only student (``duopath predict``)."""

@@ -1,0 +1,203 @@
+"""``duopath predict``: one slide → the student's prediction, heatmaps and a JSON with everything.
+
+A clinic has only the slide. This runs the pipeline's own stages on it — ``segment_slide`` →
+``tile_slide`` → ``embed_slide`` (the functions the DAG runs, not a re-implementation) — with the
+settings the model was trained on, read from the student checkpoint, then the student.
+
+Why it refuses rather than adapts: a student applied to features of another encoder (or the
+same encoder with other weights), or to tiles of another physical size, outputs numbers that
+look fine and mean nothing. So the checkpoint's encoder name + weights id and tile mpp/px per
+magnification must match what the caller's settings produce, and a slide without an mpp in its
+header needs ``--mpp`` (never a silent default).
+
+Outputs in ``out_dir``: ``prediction.json``, ``heatmap_omega_{mag}.png`` (token importance ω),
+``heatmap_clusters_{mag}.png`` (DPC-KNN prototype assignment) over the slide thumbnail, and the
+intermediate files under ``work/`` (mask, QC thumbnail, tiles, feature store) for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import duopath
+from duopath.config import EncoderConfig, SegmentationConfig, TilingConfig
+from duopath.io import write_image, write_json
+
+log = logging.getLogger(__name__)
+
+
+class PredictError(ValueError):
+    """The slide or the settings cannot be used with this model (message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """The caller's stage settings (from config.yaml or the defaults)."""
+
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    tiling: TilingConfig | None = None  # None: exactly the checkpoint's tiling
+    encoder: EncoderConfig | None = None  # None: the checkpoint's encoder, default weights
+
+
+def _checkpoint_path(model: Path) -> Path:
+    path = model / "checkpoint.pt" if model.is_dir() else model
+    if not path.exists():
+        raise PredictError(f"no student checkpoint at {path} (pass --model results/{{cohort}}/{{task}}/"
+                           "student/fold{k} or its checkpoint.pt)")
+    return path
+
+
+def resolve_tiling(ckpt: dict, requested: TilingConfig | None) -> TilingConfig:
+    """The tiling the model was trained with; a request that differs is refused."""
+    tiling = ckpt["tiling"]
+    mags = list(ckpt["magnifications"])
+    trained = {m: float(tiling[m]["mpp"]) for m in mags}
+    px = {int(tiling[m]["tile_px"]) for m in mags}
+    if len(px) != 1:
+        raise PredictError(f"checkpoint tiles have several pixel sizes {px}: not a duopath tiling")
+    tile_px = px.pop()
+    if requested is None:
+        return TilingConfig(magnifications=trained, tile_px=tile_px)
+    asked = {m: float(v) for m, v in requested.magnifications.items() if m in mags}
+    if asked != trained or requested.tile_px != tile_px:
+        raise PredictError(f"the model was trained on tiles {trained} µm/px × {tile_px} px, the given "
+                           f"tiling is {dict(requested.magnifications)} µm/px × {requested.tile_px} px: "
+                           "use the model's tiling (drop the tiling settings)")
+    return requested.model_copy(update={"magnifications": trained})
+
+
+def check_encoder(ckpt: dict, requested: EncoderConfig | None) -> EncoderConfig:
+    """The encoder config to embed with; another encoder name is refused before any work."""
+    if requested is None:
+        return EncoderConfig(name=ckpt["encoder"])
+    if requested.name != ckpt["encoder"]:
+        raise PredictError(f"the model was trained on {ckpt['encoder']} features, the given encoder is "
+                           f"{requested.name}: set encoder.name: {ckpt['encoder']}")
+    return requested
+
+
+def _painted(thumb: np.ndarray, xy: np.ndarray, size0: float, values: np.ndarray, slide_mpp: float,
+             thumb_mpp: float, **kw):
+    from duopath.report.heatmaps import heatmap_overlay
+
+    return heatmap_overlay(thumb, xy, size0, values, slide_mpp, thumb_mpp, **kw)
+
+
+def predict_slide(
+    slide: Path | str,
+    model: Path | str,
+    out_dir: Path | str,
+    *,
+    mpp: float | None = None,
+    settings: PredictSettings | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Run the whole chain on one slide and write the outputs (module docstring); returns the JSON."""
+    import zarr
+
+    from duopath.encoding.extract import embed_slide
+    from duopath.encoding.registry import load_encoder
+    from duopath.report.heatmaps import slide_thumbnail
+    from duopath.slides.reader import SlideError, open_slide
+    from duopath.slides.stages import segment_slide, tile_slide
+    from duopath.training.data import read_slide
+    from duopath.training.losses import hazards_from_logits, risk_from_hazards
+    from duopath.training.predict_fold import _json_ready
+    from duopath.training.student_trainer import load_student
+
+    t0 = time.perf_counter()
+    slide, out_dir = Path(slide), Path(out_dir)
+    settings = settings or PredictSettings()
+    ckpt_path = _checkpoint_path(Path(model))
+    student, ckpt = load_student(ckpt_path, device)
+    tiling = resolve_tiling(ckpt, settings.tiling)
+    enc_cfg = check_encoder(ckpt, settings.encoder).model_copy(update={"device": device})
+    if not slide.exists():
+        raise PredictError(f"slide {slide} does not exist")
+    try:
+        with open_slide(slide, mpp) as s:
+            slide_mpp = s.mpp
+    except SlideError as err:
+        raise PredictError(f"{err}; pass --mpp (level-0 µm/px) if the header lacks it") from err
+    encoder = load_encoder(enc_cfg.name, enc_cfg.weights, device=device)
+    if encoder.weights_id != ckpt["weights_id"]:
+        raise PredictError(f"the model was trained on {ckpt['encoder']} weights {ckpt['weights_id']}, "
+                           f"the encoder here loads {encoder.weights_id}: use the same weights file")
+
+    work = out_dir / "work"
+    sid = slide.stem
+    mask_png, mask_json, qc = work / f"{sid}.mask.png", work / f"{sid}.mask.json", work / f"{sid}.qc.jpg"
+    segment_slide(slide, sid, settings.segmentation, mask_png=mask_png, mask_json=mask_json, qc_image=qc,
+                  mpp_override=mpp, on_error="fail")
+    tiles_path = work / f"{sid}.tiles.parquet"
+    tiles = tile_slide(mask_png, mask_json, tiling, tiles_out=tiles_path)
+    mags = list(ckpt["magnifications"])
+    missing = [m for m in mags if not (tiles["magnification"] == m).any()]
+    if missing:
+        raise PredictError(f"slide {slide}: no {missing} tiles with enough tissue "
+                           f"(min_tissue_fraction {tiling.min_tissue_fraction})")
+    store = work / f"{sid}.zarr"
+    embed_slide(slide, tiles_path, store, enc_cfg, slide_id=sid, mpp_override=mpp, encoder=encoder)
+
+    bags = read_slide(store, mags)
+    feats = {m: torch.as_tensor(np.asarray(bags[m].feats, np.float32))[None].to(device) for m in mags}
+    coords = {m: torch.as_tensor(bags[m].coords)[None].to(device) for m in mags}
+    mask = {m: torch.ones(1, feats[m].shape[1], dtype=torch.bool, device=device) for m in mags}
+    with torch.no_grad():
+        out = student(feats, mask, coords)
+    logits = out.logits.float().cpu()
+
+    result: dict = {
+        "slide": str(slide), "slide_mpp": slide_mpp, "mpp_source": "--mpp" if mpp is not None else "header",
+        "model": str(ckpt_path), "variant": ckpt.get("variant"), "fold": ckpt.get("fold"),
+        "task": ckpt["task"], "encoder": ckpt["encoder"], "weights_id": ckpt["weights_id"],
+        "tiling": ckpt["tiling"], "n_tiles": {m: int(feats[m].shape[1]) for m in mags},
+        "gate_weights": {m: float(out.gate_weights[0, j]) for j, m in enumerate(mags)},
+        "versions": {"duopath": duopath.__version__, "model_trained_with": ckpt.get("duopath_version"),
+                     "torch": torch.__version__},
+    }
+    if ckpt["task"] == "survival":
+        hazards = hazards_from_logits(logits)
+        risk = float(risk_from_hazards(hazards)[0])
+        thr = ckpt.get("risk_threshold")
+        result.update(risk=risk, risk_threshold=thr,
+                      risk_group=None if thr is None else ("high" if risk > thr else "low"),
+                      time_bins=ckpt["time_bins"],
+                      survival=torch.cumprod(1.0 - hazards, -1)[0].tolist())
+    else:
+        probs = torch.softmax(logits, -1)[0].tolist()
+        names = ckpt["class_names"]
+        result.update(probabilities=dict(zip(names, probs, strict=True)),
+                      predicted_class=names[int(np.argmax(probs))])
+
+    thumb, s_mpp, t_mpp = slide_thumbnail(mask_json, qc)
+    root = zarr.open_group(str(store), mode="r")
+    heatmaps = {}
+    for m in mags:
+        xy = np.asarray(root[m]["coords"][:], dtype=float)
+        size0 = float(root[m].attrs["size0"])
+        omega = out.tile_weights[m][0].float().cpu().numpy()
+        clusters = out.clusters[m][0].cpu().numpy().astype(float)
+        k = int(ckpt["model_kwargs"]["n_prototypes"])
+        for name, values, kw in (
+            ("omega", omega / max(float(omega.sum()), 1e-30), {"cmap": "turbo", "scale": "rank"}),
+            ("clusters", np.where(clusters >= 0, clusters, np.nan),
+             {"cmap": "tab10", "vmin": 0.0, "vmax": max(k - 1, 1)}),
+        ):
+            path = out_dir / f"heatmap_{name}_{m}.png"
+            write_image(path, _painted(thumb, xy, size0, values, s_mpp, t_mpp, **kw))
+            heatmaps[f"{name}_{m}"] = path.name
+    result["heatmaps"] = heatmaps
+    result["seconds"] = time.perf_counter() - t0
+    # JSON has no Infinity (the last time-bin edge): non-finite numbers become null.
+    result = _json_ready(result)
+    write_json(out_dir / "prediction.json", result)
+    log.info("%s: %s in %.1f s", slide, {k: result[k] for k in ("risk", "risk_group", "predicted_class")
+                                        if k in result}, result["seconds"])
+    return result

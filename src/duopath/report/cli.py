@@ -1,0 +1,149 @@
+"""``duopath evaluate`` and ``duopath report``: the two steps the report rules run.
+
+Registered in the main app as ``app.command("evaluate")(evaluate)`` and
+``app.command("report")(report)`` (``duopath.cli``). Heavy imports (pandas, scikit-survival,
+lifelines, matplotlib) happen inside the functions so ``duopath --help`` stays instant.
+
+Why two steps: ``metrics.csv`` / ``summary.csv`` / ``comparisons.csv`` are what users analyse
+further and what the report shows, so they are a DAG output of their own; the report only
+draws them (and re-reads the predictions for the plots), which makes a layout change cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger(__name__)
+
+ResultsDir = Annotated[
+    Path, typer.Option("--results-dir", help="results/{cohort}: {task}/{model}/fold{k}/ below")
+]
+Sheet = Annotated[Path, typer.Option("--sheet", help="canonical sample sheet (cohorts/{cohort}/samples.csv)")]
+Splits = Annotated[Path, typer.Option("--splits", help="split table (splits/{cohort}.csv)")]
+
+
+def _fail(err: Exception) -> None:
+    logging.getLogger("duopath").error("%s", err)
+    raise typer.Exit(code=1) from err
+
+
+def evaluate(
+    results_dir: ResultsDir,
+    sheet: Sheet,
+    splits: Splits,
+    metrics_out: Annotated[Path, typer.Option("--metrics-out", help="results/{cohort}/metrics.csv")],
+    summary_out: Annotated[Path, typer.Option("--summary-out", help="results/{cohort}/summary.csv")],
+    comparisons_out: Annotated[
+        Path, typer.Option("--comparisons-out", help="results/{cohort}/comparisons.csv")
+    ],
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="a model to evaluate (repeat); the first is the main model every other is "
+            "compared with; default: every model directory found, sorted",
+        ),
+    ] = None,
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task", help="survival | classification (repeat); default: the task directories found"
+        ),
+    ] = None,
+    n_boot: Annotated[
+        int, typer.Option("--n-boot", min=1, help="bootstrap replicates of the pooled difference")
+    ] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
+) -> None:
+    """Score every model's held-out predictions: metrics.csv, summary.csv, comparisons.csv."""
+    from duopath.evaluation.collect import evaluate_cohort, load_cohort_tables, write_evaluation
+
+    try:
+        tables = load_cohort_tables(sheet, splits)
+        ev = evaluate_cohort(results_dir, tables, model, task, n_boot=n_boot, seed=seed)
+    except ValueError as err:
+        _fail(err)
+    write_evaluation(ev, metrics_out, summary_out, comparisons_out)
+    n_nan = int(ev.metrics["value"].isna().sum())
+    log.info(
+        "%d models x %d folds x %d tasks -> %s (%d undefined values, each with its reason)",
+        len(ev.models),
+        len(tables.folds),
+        len(ev.runs),
+        metrics_out,
+        n_nan,
+    )
+
+
+def report(
+    results_dir: ResultsDir,
+    sheet: Sheet,
+    splits: Splits,
+    metrics: Annotated[Path, typer.Option("--metrics", help="metrics.csv of `duopath evaluate`")],
+    summary: Annotated[Path, typer.Option("--summary", help="summary.csv of `duopath evaluate`")],
+    comparisons: Annotated[Path, typer.Option("--comparisons", help="comparisons.csv of `duopath evaluate`")],
+    out: Annotated[Path, typer.Option("--out", help="results/{cohort}/report.html")],
+    splits_info: Annotated[Path | None, typer.Option("--splits-info", help="splits/{cohort}.json")] = None,
+    wsi_summary: Annotated[
+        Path | None,
+        typer.Option("--wsi-summary", help="qc/{cohort}/wsi_summary.csv (omit for a cohort without slides)"),
+    ] = None,
+    cohort: Annotated[str, typer.Option("--cohort", help="cohort name (default: the results folder's)")] = "",
+    config_hash: Annotated[
+        str, typer.Option("--config-hash", help="hash of the run's config (provenance)")
+    ] = "",
+    landmark: Annotated[
+        float | None,
+        typer.Option("--landmark", help="time of the survival calibration plot (default: median event time)"),
+    ] = None,
+    time_unit: Annotated[
+        str, typer.Option("--time-unit", help="unit of the sheet's times, for axis labels")
+    ] = "",
+    max_heatmaps: Annotated[int, typer.Option("--max-heatmaps", min=0, help="heatmaps shown per model")] = 12,
+) -> None:
+    """Write the cohort's self-contained HTML report (models and their order from metrics.csv)."""
+    import pandas as pd
+
+    from duopath.evaluation.collect import (
+        COMPARISON_COLUMNS,
+        METRICS_COLUMNS,
+        SUMMARY_COLUMNS,
+        load_cohort_tables,
+        load_runs,
+        read_table,
+    )
+    from duopath.io import atomic_path
+    from duopath.report.html import ReportInputs, build_report
+
+    try:
+        tables = load_cohort_tables(sheet, splits)
+        long = read_table(metrics, METRICS_COLUMNS)
+        runs = {
+            task: load_runs(results_dir, task, list(dict.fromkeys(g["model"])), tables.folds)
+            for task, g in long.groupby("task", sort=False)
+        }
+        inputs = ReportInputs(
+            cohort=cohort or Path(results_dir).name,
+            tables=tables,
+            metrics=long,
+            summary=read_table(summary, SUMMARY_COLUMNS),
+            comparisons=read_table(comparisons, COMPARISON_COLUMNS),
+            runs=runs,
+            splits_info=json.loads(Path(splits_info).read_text()) if splits_info else {},
+            wsi_summary=pd.read_csv(wsi_summary, dtype={"slide_id": str}) if wsi_summary else None,
+            config_hash=config_hash,
+            landmark=landmark,
+            time_unit=time_unit,
+            max_heatmaps=max_heatmaps,
+        )
+        page = build_report(inputs)
+    except ValueError as err:
+        _fail(err)
+    with atomic_path(out) as tmp:  # UTF-8 whatever the locale (the page has ±, Δ, µ)
+        tmp.write_text(page, encoding="utf-8")
+    log.info("report of %d models -> %s (%.1f MB)", len(inputs.models), out, len(page) / 1e6)

@@ -1,0 +1,129 @@
+"""Per-tile values (T/E attention, student importance) painted over a slide thumbnail.
+
+Why a helper shared by the trainers and the report: every heatmap must map tiles to thumbnail
+pixels the same way as the tiling QC picture does (level-0 px × slide_mpp / thumb_mpp), or a
+pathologist compares attention with tissue that is a few tiles off. Tiles are given in
+level-0 pixels (top-left corner, side ``size0``), exactly as ``tiles/{cohort}/{slide}.parquet``
+stores them, whatever magnification they were read at.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from matplotlib import colormaps
+from numpy.typing import ArrayLike
+from PIL import Image
+
+Scale = Literal["minmax", "rank"]
+
+
+def _normalise(values: np.ndarray, scale: Scale, vmin: float | None, vmax: float | None) -> np.ndarray:
+    """Values to [0, 1]. ``rank``: percentile ranks, for attention whose few huge weights would
+    otherwise leave every other tile the same colour; ``minmax``: linear between vmin and vmax."""
+    if scale == "rank":
+        if vmin is not None or vmax is not None:
+            raise ValueError("vmin/vmax apply to scale='minmax' only")
+        order = values.argsort(kind="stable")
+        ranks = np.empty(values.size)
+        ranks[order] = np.arange(values.size)
+        # ties share their mean rank so equal values get equal colours
+        _, inverse = np.unique(values, return_inverse=True)
+        ranks = np.bincount(inverse, ranks)[inverse] / np.bincount(inverse)[inverse]
+        return ranks / max(values.size - 1, 1)
+    if scale != "minmax":
+        raise ValueError(f"scale must be 'minmax' or 'rank', got {scale!r}")
+    lo = float(values.min()) if vmin is None else float(vmin)
+    hi = float(values.max()) if vmax is None else float(vmax)
+    if hi < lo:
+        raise ValueError(f"vmax {hi} < vmin {lo}")
+    if hi == lo:
+        return np.full(values.size, 0.5)
+    return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+
+
+def heatmap_overlay(
+    thumbnail_rgb: ArrayLike | Image.Image,
+    tile_xy_level0: ArrayLike,
+    tile_size0: float | ArrayLike,
+    values: ArrayLike,
+    slide_mpp: float,
+    thumb_mpp: float,
+    *,
+    alpha: float = 0.5,
+    cmap: str = "turbo",
+    scale: Scale = "minmax",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Image.Image:
+    """Blend the colour of each tile's value over the thumbnail; returns an RGB PIL image.
+
+    Args:
+        thumbnail_rgb: [H, W, 3] uint8 (or a PIL image) at ``thumb_mpp`` µm/px.
+        tile_xy_level0: [N, 2] top-left (x, y) of each tile in level-0 pixels.
+        tile_size0: tile side in level-0 pixels, one number or one per tile.
+        values: [N] values; NaN tiles are left unpainted.
+        slide_mpp: level-0 µm/px of the slide; ``thumb_mpp``: µm/px of the thumbnail.
+        alpha: opacity of the colour on painted pixels (0 = thumbnail only, 1 = colour only).
+        scale: ``minmax`` (optionally fixed by vmin/vmax, e.g. to share a colour scale between
+            the T and E maps of one slide) or ``rank`` (percentiles).
+
+    Overlapping tiles (e.g. 10x and nested 20x tiles) are averaged per pixel.
+    """
+    img = np.asarray(
+        thumbnail_rgb.convert("RGB") if isinstance(thumbnail_rgb, Image.Image) else thumbnail_rgb
+    )
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"thumbnail must be a uint8 [H, W, 3] RGB array, got {img.dtype} {img.shape}")
+    xy = np.asarray(tile_xy_level0, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"tile_xy_level0 must be [N, 2], got shape {xy.shape}")
+    if v.shape != (xy.shape[0],):
+        raise ValueError(f"need one value per tile: {xy.shape[0]} tiles, values of shape {v.shape}")
+    size = np.broadcast_to(np.asarray(tile_size0, dtype=float), (xy.shape[0],))
+    if not np.isfinite(xy).all() or not (np.isfinite(size) & (size > 0)).all():
+        raise ValueError("tile coordinates must be finite and tile sizes positive")
+    for name, mpp in (("slide_mpp", slide_mpp), ("thumb_mpp", thumb_mpp)):
+        if not (math.isfinite(mpp) and mpp > 0):
+            raise ValueError(f"{name} must be a positive number, got {mpp}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+
+    h, w = img.shape[:2]
+    s = slide_mpp / thumb_mpp  # level-0 px -> thumbnail px
+    keep = np.isfinite(v)
+    total = np.zeros((h, w))
+    count = np.zeros((h, w))
+    if keep.any():
+        norm = _normalise(v[keep], scale, vmin, vmax)
+        x0 = np.clip(np.round(xy[keep, 0] * s).astype(int), 0, w)
+        y0 = np.clip(np.round(xy[keep, 1] * s).astype(int), 0, h)
+        x1 = np.clip(np.maximum(np.round((xy[keep, 0] + size[keep]) * s).astype(int), x0 + 1), 0, w)
+        y1 = np.clip(np.maximum(np.round((xy[keep, 1] + size[keep]) * s).astype(int), y0 + 1), 0, h)
+        for a, b, c, d, val in zip(y0, y1, x0, x1, norm, strict=True):
+            total[a:b, c:d] += val
+            count[a:b, c:d] += 1
+    painted = count > 0
+    out = img.astype(float)
+    if painted.any():
+        colour = colormaps[cmap](total[painted] / count[painted])[:, :3] * 255.0
+        out[painted] = (1.0 - alpha) * out[painted] + alpha * colour
+    return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def slide_thumbnail(mask_json: Path | str, thumbnail: Path | str) -> tuple[np.ndarray, float, float]:
+    """(RGB thumbnail, slide_mpp, thumb_mpp) from ``masks/{cohort}/{slide}.json`` and the QC image.
+
+    The QC overlay ``qc/{cohort}/{slide}.mask.jpg`` is drawn at the mask's resolution
+    (``mask_mpp``), so the JSON's ``mask_mpp`` is the thumbnail's µm/px.
+    """
+    meta = json.loads(Path(mask_json).read_text())
+    if meta.get("status", "ok") != "ok":
+        raise ValueError(f"{mask_json}: slide status {meta.get('status')!r}: {meta.get('error')}")
+    rgb = np.asarray(Image.open(thumbnail).convert("RGB"))
+    return rgb, float(meta["slide_mpp"]), float(meta["mask_mpp"])

