@@ -23,13 +23,13 @@ from sksurv.metrics import concordance_index_ipcw
 
 from duopath.evaluation import SURVIVAL_METRICS
 from duopath.evaluation.classification import CLASSIFICATION_METRICS
+from duopath.evaluation.cohort_tables import load_cohort_tables
 from duopath.evaluation.collect import (
     COMPARISON_COLUMNS,
     METRICS_COLUMNS,
     SUMMARY_COLUMNS,
     discover_models,
     evaluate_cohort,
-    load_cohort_tables,
     read_table,
     write_evaluation,
 )

@@ -122,7 +122,9 @@ def test_students_and_report(finished_run: Path) -> None:
     html = (out / layout.REPORT.format(cohort="minidemo")).read_text(encoding="utf-8")
 
     class Images(HTMLParser):
-        srcs: list[str] = []
+        def __init__(self) -> None:
+            super().__init__()
+            self.srcs: list[str] = []
 
         def handle_starttag(self, tag: str, attrs: list) -> None:
             if tag == "img":

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from duopath.evaluation.collect import CohortTables, FoldRun
+from duopath.evaluation.cohort_tables import CohortTables
+from duopath.evaluation.collect import FoldRun
 from duopath.evaluation.curves import SurvivalCurve
 from duopath.evaluation.metrics import survival_columns
 from duopath.evaluation.risk_groups import RiskGroups, kaplan_meier, risk_groups

@@ -61,7 +61,8 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
 ) -> None:
     """Score every model's held-out predictions: metrics.csv, summary.csv, comparisons.csv."""
-    from duopath.evaluation.collect import evaluate_cohort, load_cohort_tables, write_evaluation
+    from duopath.evaluation.cohort_tables import load_cohort_tables
+    from duopath.evaluation.collect import evaluate_cohort, write_evaluation
 
     try:
         tables = load_cohort_tables(sheet, splits)
@@ -109,11 +110,11 @@ def report(
     """Write the cohort's self-contained HTML report (models and their order from metrics.csv)."""
     import pandas as pd
 
+    from duopath.evaluation.cohort_tables import load_cohort_tables
     from duopath.evaluation.collect import (
         COMPARISON_COLUMNS,
         METRICS_COLUMNS,
         SUMMARY_COLUMNS,
-        load_cohort_tables,
         load_runs,
         read_table,
     )

@@ -12,30 +12,24 @@ tests carry the caveat that fold metrics are not independent.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
-import io
 import logging
 import math
 import platform
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from PIL import Image
 
 import duopath
+from duopath.evaluation.cohort_tables import CohortTables
 from duopath.evaluation.collect import (
     LOWER_IS_BETTER,
     PRIMARY_METRIC,
     TASK_METRICS,
-    CohortTables,
     FoldRun,
     pooled_predictions,
 )
@@ -43,138 +37,24 @@ from duopath.evaluation.compare import format_mean_std
 from duopath.evaluation.metrics import probability_columns
 from duopath.report import plots
 from duopath.report.analysis import default_landmark, landmark_calibration, pooled_risk_groups
+from duopath.report.html_parts import (
+    ABLATION_HELP,
+    CSS,
+    METRIC_LABELS,
+    TASK_TITLES,
+    Notes,
+    esc,
+    figure_html,
+    fmt,
+    fmt_p,
+    image_file_png,
+    image_html,
+    metric_label,
+    table,
+)
+from duopath.report.paired import paired_section
 
 log = logging.getLogger(__name__)
-
-METRIC_LABELS = {
-    "c_harrell": "Harrell's C",
-    "c_uno": "Uno's C",
-    "td_auc_mean": "mean td-AUC",
-    "ibs": "IBS",
-    "auc": "AUC",
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "f1_macro": "macro F1",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-}
-METRIC_HELP = {
-    "c_harrell": "Harrell's concordance index of the risk score (higher is better; 0.5 = random)",
-    "c_uno": "Uno's IPCW concordance, truncated at the 75th percentile of the fold's training times",
-    "td_auc_mean": "cumulative/dynamic time-dependent AUC, averaged over an interior time grid",
-    "ibs": "integrated Brier score of the predicted survival curves (lower is better)",
-    "auc": "ROC AUC (binary) or macro one-vs-rest AUC (multi-class)",
-    "accuracy": "fraction of patients whose most probable class is right",
-    "balanced_accuracy": "mean per-class recall",
-    "f1_macro": "F1 averaged over classes",
-    "sensitivity": "recall of the positive class (binary) / mean recall (multi-class)",
-    "specificity": "TN/(TN+FP) of the positive class (binary) / macro one-vs-rest (multi-class)",
-}
-#: What a teacher ablation suffix means (``duopath.training.variants``); unknown suffixes show none.
-ABLATION_HELP = {
-    "no_cgc": "without confidence-guided gradient coordination",
-    "no_igc": "without the inter-magnification consistency loss",
-    "one_group": "no disentanglement: all genes one group",
-    "rna_mean": "RNA replaced by its training mean (does the model use RNA?)",
-    "10x": "10x only (single magnification)",
-    "20x": "20x only (single magnification)",
-}
-TASK_TITLES = {"survival": "Survival", "classification": "Classification"}
-MAX_IMAGE_SIDE = 1200
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;
-max-width:1200px;padding:1em 2em;color:#222;line-height:1.4}
-h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:top}
-th{background:#f2f2f2}td.l,th.l{text-align:left}
-.na{color:#a33;cursor:help;border-bottom:1px dotted #a33}.partial{color:#a60;cursor:help}
-sup.fn{color:#a33}ol.notes{font-size:.85em;color:#555}
-.grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;max-width:100%}
-figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555;max-width:520px}
-.muted{color:#666;font-size:.9em}footer{margin-top:3em;border-top:1px solid #bbb;font-size:.85em;color:#555}
-nav a{margin-right:1em}
-"""
-
-
-def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-# --------------------------------------------------------------------------- building blocks
-
-
-class Notes:
-    """Numbered notes under a table: each distinct reason once, referenced by a superscript."""
-
-    def __init__(self) -> None:
-        self._numbers: dict[str, int] = {}
-
-    def mark(self, reason: str) -> str:
-        n = self._numbers.setdefault(reason, len(self._numbers) + 1)
-        return f'<sup class="fn">[{n}]</sup>'
-
-    def na(self, reason: str) -> str:
-        """'n/a' with the reason as tooltip and as a numbered note."""
-        reason = reason or "undefined"
-        return f'<span class="na" title="{esc(reason)}">n/a</span>{self.mark(reason)}'
-
-    def render(self) -> str:
-        if not self._numbers:
-            return ""
-        items = "".join(f'<li value="{n}">{esc(r)}</li>' for r, n in self._numbers.items())
-        return f'<ol class="notes">{items}</ol>'
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 1) -> str:
-    """An HTML table from pre-escaped cells; the first ``left`` columns are left-aligned."""
-
-    def cells(tag: str, values: Sequence[str]) -> str:
-        return "".join(f"<{tag}{' class=l' if i < left else ''}>{v}</{tag}>" for i, v in enumerate(values))
-
-    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
-    return f"<table><thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def figure_html(fig: Figure, caption: str = "", alt: str = "") -> str:
-    return image_html(plots.figure_png(fig), caption, alt or caption)
-
-
-def image_html(png: bytes, caption: str = "", alt: str = "") -> str:
-    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="{png_data_uri(png)}" alt="{esc(alt)}">{cap}</figure>'
-
-
-def image_file_png(path: Path, max_side: int = MAX_IMAGE_SIDE) -> bytes:
-    """An image file re-encoded as PNG and shrunk to ``max_side`` (keeps the report's size sane)."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((max_side, max_side))
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
-def fmt(value: float, digits: int = 3) -> str:
-    return f"{value:.{digits}f}"
-
-
-def fmt_p(value: float) -> str:
-    return "&lt; 1e-4" if value < 1e-4 else f"{value:.3g}"
-
-
-def metric_label(metric: str) -> str:
-    arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
-    label = esc(METRIC_LABELS.get(metric, metric))
-    return f'<span title="{esc(METRIC_HELP.get(metric, metric))}">{label} {arrow}</span>'
-
-
-# --------------------------------------------------------------------------- inputs
 
 
 @dataclass
@@ -448,106 +328,6 @@ def ablation_table(inp: ReportInputs, task: str) -> str:
         + table(["model", "what changes", *[metric_label(m) for m in metrics]], rows, left=2)
         + notes.render()
     )
-
-
-def paired_section(inp: ReportInputs, task: str) -> str:
-    """Every model vs the main one: paired tests over folds, and the pooled bootstrap CI."""
-    comp = inp.comparisons[inp.comparisons["task"] == task]
-    if comp.empty:
-        return ""
-    ref = inp.reference
-    notes = Notes()
-    rows = []
-    paired = comp[comp["test"].isin(["paired_t", "wilcoxon"])]
-    for (model, metric), g in paired.groupby(["model", "metric"], sort=False):
-        t_row = g[g["test"] == "paired_t"].iloc[0]
-        w_row = g[g["test"] == "wilcoxon"].iloc[0]
-        diff = float(t_row["difference"])
-        rows.append(
-            (
-                esc(model),
-                metric_label(metric),
-                _num(t_row["value"], notes, t_row["reason"]),
-                _num(t_row["reference_value"], notes, t_row["reason"]),
-                f"{diff:+.3f}" if math.isfinite(diff) else notes.na(str(t_row["reason"])),
-                str(int(t_row["n"])),
-                _p(t_row, notes),
-                _p(w_row, notes),
-            )
-        )
-    out = [
-        f"<h3>Paired comparisons with {esc(ref)}</h3>",
-        table(
-            [
-                "model",
-                "metric",
-                "model mean",
-                f"{esc(ref)} mean",
-                "Δ (model − ref)",
-                "folds",
-                "paired t p",
-                "Wilcoxon p",
-            ],
-            rows,
-            left=2,
-        ),
-    ]
-    n = int(paired["n"].max()) if not paired.empty else 0
-    if n:
-        out.append(
-            f"<p class=muted>Means over the folds where both models are defined. With {n} folds "
-            f"the fold metrics share training patients and are not independent, so both tests tend "
-            f"to be anti-conservative; the smallest two-sided Wilcoxon p attainable with n={n} is "
-            f"{2.0 / 2**n:.3g}. Read the p-values as descriptive, next to the bootstrap CI.</p>"
-        )
-    boot = comp[comp["test"] == "bootstrap"]
-    if not boot.empty:
-        brows = []
-        for _, r in boot.iterrows():
-            ci = (
-                f"[{float(r['ci_low']):+.3f}, {float(r['ci_high']):+.3f}]"
-                if math.isfinite(float(r["ci_low"]))
-                else notes.na(str(r["reason"]))
-            )
-            brows.append(
-                (
-                    esc(r["model"]),
-                    metric_label(r["metric"]),
-                    _num(r["value"], notes, r["reason"]),
-                    _num(r["reference_value"], notes, r["reason"]),
-                    (
-                        f"{float(r['difference']):+.3f}"
-                        if math.isfinite(float(r["difference"]))
-                        else notes.na(str(r["reason"]))
-                    ),
-                    ci,
-                    str(int(r["n"])),
-                    esc(r["reason"]) if r["reason"] and math.isfinite(float(r["difference"])) else "",
-                )
-            )
-        out.append(
-            "<p>Pooled out-of-fold predictions, patients resampled with replacement (the same "
-            "resample for both models), 95 % percentile interval:</p>"
-        )
-        out.append(
-            table(
-                ["model", "pooled metric", "model", esc(ref), "Δ", "95 % CI", "patients", "note"],
-                brows,
-                left=2,
-            )
-        )
-    out.append(notes.render())
-    return "".join(out)
-
-
-def _num(value: Any, notes: Notes, reason: object) -> str:
-    v = float(value)  # a CSV cell: a number or NaN
-    return fmt(v) if math.isfinite(v) else notes.na(str(reason))
-
-
-def _p(row: pd.Series, notes: Notes) -> str:
-    v = float(row["p_value"])
-    return fmt_p(v) if math.isfinite(v) else notes.na(str(row["reason"]))
 
 
 def per_fold_table(inp: ReportInputs, task: str, models: Sequence[str]) -> str:
