@@ -30,10 +30,8 @@ names or time bins, the risk threshold (median of the training patients' risks),
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +51,7 @@ from duopath.training.data import BagStore, DataError, Sample, _open_group, coll
 from duopath.training.losses import skd_loss
 from duopath.training.predict_fold import FoldPaths, _json_ready, _jsonable, git_commit, load_teacher
 from duopath.training.trainer import (
+    EpochSelector,
     FoldData,
     FoldResult,
     _task_loss,
@@ -176,8 +175,8 @@ def train_student_fold(
     train, val = data.samples["train"], data.samples["val"]
     mname = metric_name(data.task)
     rows: list[dict] = []
-    best_score, best_epoch, best_state = -math.inf, -1, None
-    since_best, stopped = 0, False
+    selector = EpochSelector(opt_cfg.select_on, opt_cfg.patience)
+    stopped = False
     epoch_rngs = [np.random.default_rng(s) for s in seq.spawn(opt_cfg.epochs)]
 
     bar = tqdm(range(opt_cfg.epochs), desc=f"student fold {data.fold}", disable=not progress,
@@ -228,16 +227,7 @@ def train_student_fold(
             val_scores = score_predictions(data.task, prediction_frame(val, logits, gates, data, mags),
                                            data.class_names)
         val_metric = val_scores[mname]
-        score = -val_loss if opt_cfg.select_on == "val_loss" else val_metric
-        if not np.isfinite(score):
-            score = -math.inf
-        improved = score > best_score
-        if improved or best_state is None:
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            since_best = 0
-        else:
-            since_best += 1
+        improved = selector.update(model, epoch, val_loss, val_metric)
         rows.append({
             "epoch": epoch, "lr": lr,
             "train_loss": sums["loss"] / n_steps, "train_task_loss": sums["task"] / n_steps,
@@ -248,12 +238,11 @@ def train_student_fold(
         log.info("student fold %d epoch %d: train %.4f (kl %.4g mse %.4g)  val loss %.4f  val %s %.3f%s",
                  data.fold, epoch, rows[-1]["train_loss"], rows[-1]["train_kl_loss"],
                  rows[-1]["train_mse_loss"], val_loss, mname, val_metric, "  *" if improved else "")
-        if opt_cfg.patience is not None and since_best >= opt_cfg.patience:
+        if selector.should_stop:
             stopped = True
             break
 
-    assert best_state is not None
-    model.load_state_dict(best_state)
+    best_epoch = selector.restore(model)
     history = pd.DataFrame(rows)
     history["selected"] = history["epoch"] == best_epoch
     ev = dict(batch_size=opt_cfg.eval_batch_size, device=device)

@@ -65,6 +65,48 @@ from duopath.training.variants import BASE_MODEL
 
 log = logging.getLogger(__name__)
 
+@dataclass
+class EpochSelector:
+    """Keeps the weights of the epoch with the best VALIDATION score, and counts epochs since.
+
+    One place for model selection, shared by the teacher and student trainers, so neither can
+    drift into scoring the test fold (the reference code's last-epoch-on-test defect).
+    ``select_on``: ``val_loss`` (higher score = lower loss) or ``val_metric``; a non-finite score
+    (e.g. a validation split without events) never beats a finite one.
+    """
+
+    select_on: str
+    patience: int | None
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    best_state: dict | None = None
+    since_best: int = 0
+
+    def update(self, model: nn.Module, epoch: int, val_loss: float, val_metric: float) -> bool:
+        score = -val_loss if self.select_on == "val_loss" else val_metric
+        if not np.isfinite(score):
+            score = -math.inf
+        improved = score > self.best_score
+        if improved or self.best_state is None:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = copy.deepcopy(model.state_dict())
+            self.since_best = 0
+        else:
+            self.since_best += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.since_best >= self.patience
+
+    def restore(self, model: nn.Module) -> int:
+        """Load the selected weights into ``model``; return the selected epoch."""
+        if self.best_state is None:
+            raise RuntimeError("no epoch was evaluated")
+        model.load_state_dict(self.best_state)
+        return self.best_epoch
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -457,8 +499,8 @@ def train_fold(
     train, val = data.samples["train"], data.samples["val"]
     mname = metric_name(data.task)
     rows: list[dict] = []
-    best_score, best_epoch, best_state = -math.inf, -1, None
-    since_best, stopped = 0, False
+    selector = EpochSelector(opt_cfg.select_on, opt_cfg.patience)
+    stopped = False
     epoch_rngs = [np.random.default_rng(s) for s in seq.spawn(opt_cfg.epochs)]
 
     bar = tqdm(range(opt_cfg.epochs), desc=f"fold {data.fold}", disable=not progress, mininterval=5)
@@ -505,16 +547,7 @@ def train_fold(
             val_scores = score_predictions(data.task, prediction_frame(val, logits, gates, data, mags),
                                            data.class_names)
         val_metric = val_scores[mname]
-        score = -val_loss if opt_cfg.select_on == "val_loss" else val_metric
-        if not np.isfinite(score):
-            score = -math.inf
-        improved = score > best_score
-        if improved or best_state is None:
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            since_best = 0
-        else:
-            since_best += 1
+        improved = selector.update(model, epoch, val_loss, val_metric)
         rows.append({
             "epoch": epoch,
             "lr": lr,
@@ -531,13 +564,12 @@ def train_fold(
                         **{mname: f"{val_metric:.3f}"})
         log.info("fold %d epoch %d: train %.4f  val loss %.4f  val %s %.3f%s", data.fold, epoch,
                  rows[-1]["train_loss"], val_loss, mname, val_metric, "  *" if improved else "")
-        if opt_cfg.patience is not None and since_best >= opt_cfg.patience:
+        if selector.should_stop:
             stopped = True
-            log.info("fold %d: early stop at epoch %d (best %d)", data.fold, epoch, best_epoch)
+            log.info("fold %d: early stop at epoch %d (best %d)", data.fold, epoch, selector.best_epoch)
             break
 
-    assert best_state is not None
-    model.load_state_dict(best_state)
+    best_epoch = selector.restore(model)
     history = pd.DataFrame(rows)
     history["selected"] = history["epoch"] == best_epoch
 
