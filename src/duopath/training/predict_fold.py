@@ -124,14 +124,25 @@ def checkpoint_payload(
     }
 
 
-def load_teacher(path: Path | str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained teacher from ``checkpoint.pt``: (model in eval mode, checkpoint dict)."""
+def load_checkpoint_model(
+    path: Path | str, expected_format: str, kind: str, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a model from a duopath ``checkpoint.pt`` of format ``expected_format``.
+
+    Returns (model in eval mode, checkpoint dict); a file of another format is refused naming
+    ``kind`` ("teacher", "student"), so a student is never loaded where a teacher is expected.
+    """
     ckpt = torch.load(Path(path), map_location=device, weights_only=False)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a duopath teacher checkpoint (format {ckpt.get('format')!r})")
+    if ckpt.get("format") != expected_format:
+        raise ValueError(f"{path}: not a duopath {kind} checkpoint (format {ckpt.get('format')!r})")
     model = build_model(ckpt["model_name"], ckpt["model_kwargs"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
+
+
+def load_teacher(path: Path | str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained teacher from ``checkpoint.pt``: (model in eval mode, checkpoint dict)."""
+    return load_checkpoint_model(path, CHECKPOINT_FORMAT, "teacher", device)
 
 
 def write_fold(

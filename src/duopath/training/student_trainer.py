@@ -49,7 +49,14 @@ from duopath.io import atomic_path, write_json, write_table
 from duopath.models import ModelOutput, build_model
 from duopath.training.data import BagStore, DataError, Sample, _open_group, collate, subsample_bag
 from duopath.training.losses import skd_loss
-from duopath.training.predict_fold import FoldPaths, _json_ready, _jsonable, git_commit, load_teacher
+from duopath.training.predict_fold import (
+    FoldPaths,
+    _json_ready,
+    _jsonable,
+    git_commit,
+    load_checkpoint_model,
+    load_teacher,
+)
 from duopath.training.trainer import (
     EpochSelector,
     FoldData,
@@ -353,12 +360,7 @@ def checkpoint_payload(
 
 def load_student(path: Path | str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a trained student from ``checkpoint.pt``: (model in eval mode, checkpoint dict)."""
-    ckpt = torch.load(Path(path), map_location=device, weights_only=False)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a duopath student checkpoint (format {ckpt.get('format')!r})")
-    model = build_model(ckpt["model_name"], ckpt["model_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), ckpt
+    return load_checkpoint_model(path, CHECKPOINT_FORMAT, "student", device)
 
 
 def run_student_fold(
