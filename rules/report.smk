@@ -13,13 +13,23 @@ import shlex
 REPORT_N_BOOT = 1000
 
 # Models compared in a cohort's report, the MAIN model first (the reference of every paired
-# comparison; `<main>_*` models form the ablation table): the teacher and its ablations, then the
-# students (teacher.smk, student.smk; baselines to be appended here by their rules' lists).
+# comparison; `<main>_*` models form the ablation table): the teacher and its ablations, the
+# students (teacher.smk, student.smk), then the baselines the cohort's data allows
+# (baselines.smk). A cohort without RNA has no teacher: its main model is its first baseline.
 MODELS_FOR_REPORT = {
-    c: list(TEACHER_MODELS) + (list(STUDENT_MODELS) if student_targets(c) else [])
+    c: (list(TEACHER_MODELS) if teacher_targets(c) else [])
+    + (list(STUDENT_MODELS) if student_targets(c) else [])
+    + list(cohort_baselines(c)[0])
     for c in PLAN.cohorts
-    if teacher_targets(c)
 }
+
+
+def skipped_models(cohort):
+    """``--skipped 'model=reason'`` arguments: configured models the cohort's data does not allow."""
+    why = dict(cohort_baselines(cohort)[1])
+    if not teacher_targets(cohort):
+        why.update({m: "the cohort has no RNA" for m in list(TEACHER_MODELS) + list(STUDENT_MODELS)})
+    return " ".join(f"--skipped {shlex.quote(f'{m}={r}')}" for m, r in why.items())
 
 
 def report_models(cohort):
@@ -105,12 +115,15 @@ rule report:
         splits=P(layout.SPLITS),
         splits_info=P(layout.SPLITS_INFO),
         wsi_summary=P(layout.WSI_SUMMARY),
+        heatmaps=lambda wc: heatmap_targets(wc.cohort),
     output:
         html=P(layout.REPORT),
     params:
         results_dir=lambda wc: P(layout.COHORT_RESULTS, cohort=wc.cohort),
         config_hash=REPORT_CONFIG_HASH,
-        max_heatmaps=CFG.report.heatmap_patients * 2,  # T and E map per patient
+        # per model and task, spread over the folds: T and E (or ω and clusters) per patient
+        max_heatmaps=CFG.report.heatmap_patients * 2,
+        skipped=lambda wc: skipped_models(wc.cohort),
     log:
         P(layout.LOGS, rule="report", name="report"),
     threads: 1
@@ -125,4 +138,4 @@ rule report:
         "--wsi-summary {input.wsi_summary:q} --metrics {input.metrics:q} "
         "--summary {input.summary:q} --comparisons {input.comparisons:q} "
         "--cohort {wildcards.cohort} --config-hash {params.config_hash} "
-        "--max-heatmaps {params.max_heatmaps} --out {output.html:q} > {log:q} 2>&1"
+        "--max-heatmaps {params.max_heatmaps} {params.skipped} --out {output.html:q} > {log:q} 2>&1"

@@ -17,6 +17,16 @@ for _m in TEACHER_MODELS:  # a bad ablation name fails at parse time, naming the
         raise ValueError(f"config.yaml, teacher.ablations: {_err}") from None
 
 
+# `duopath train` arguments as the teacher and baseline rules pass them (one command, one protocol).
+TRAIN_ARGS = (
+    "--sheet {input.sheet:q} --splits {input.splits:q} "
+    "--features-dir {params.features_dir:q} --fold {wildcards.fold} --model {wildcards.model} "
+    "--task {wildcards.task} --magnifications {params.mags} --seed {params.seed} "
+    "--settings {params.settings} --cohort {wildcards.cohort} --threads {threads} "
+    "--no-progress --out-dir {params.out_dir:q}"
+)
+
+
 def teacher_targets(cohort):
     """metrics.json of every teacher model and fold of ``cohort`` (for `rule all`).
 
@@ -71,8 +81,4 @@ rule teacher:
     conda:
         "../envs/train.yaml"
     shell:
-        "duopath train --sheet {input.sheet:q} --splits {input.splits:q} --rna {input.rna:q} "
-        "--features-dir {params.features_dir:q} --fold {wildcards.fold} --model {wildcards.model} "
-        "--task {wildcards.task} --magnifications {params.mags} --seed {params.seed} "
-        "--settings {params.settings} --cohort {wildcards.cohort} --threads {threads} "
-        "--no-progress --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "duopath train " + TRAIN_ARGS + " --rna {input.rna:q} > {log:q} 2>&1"

@@ -390,6 +390,34 @@ def test_registry_builds_from_plain_kwargs() -> None:
     assert isinstance(model, Teacher) and model.magnifications == ("20x",)
     assert isinstance(build_model("student", {"feature_dim": D, "n_classes": 3}), Student)
     with pytest.raises(KeyError, match="known"):
-        build_model("transmil", {})
+        build_model("clam_sb", {})
     with pytest.raises(TypeError, match="n_layers"):
         build_model("student", {"feature_dim": D, "n_classes": 3, "n_layers": 2})
+
+
+def test_student_pooling_sees_tissue_composition() -> None:
+    """Two slides made of the same two tissue types in different shares must not pool to the same
+    embedding: each prototype's pooling score carries its cluster's ω mass (the composition)."""
+    from duopath.models.student import StudentExpert
+
+    torch.manual_seed(0)
+    expert = StudentExpert(D, 16, 2, "full", 9, 2, 5, 0.0, 10.0).eval()
+
+    class NoContext(torch.nn.Module):  # isolate the pooling: no tile-to-tile mixing
+        def forward(self, x: torch.Tensor, *_: object) -> torch.Tensor:
+            return torch.zeros_like(x)
+
+    expert.context = NoContext()
+    a, b = torch.randn(D) * 3, torch.randn(D) * 3
+    n = 40
+
+    def slide(share: float) -> torch.Tensor:
+        k = int(share * n)
+        x = torch.cat([a.expand(k, D), b.expand(n - k, D)]) + 0.01 * torch.randn(n, D)
+        return x[None]
+
+    mask = torch.ones(1, n, dtype=torch.bool)
+    xy = torch.stack(torch.meshgrid(torch.arange(8.0), torch.arange(5.0), indexing="ij"), -1).reshape(1, n, 2)
+    with torch.no_grad():
+        low, high = expert(slide(0.2), mask, xy), expert(slide(0.8), mask, xy)
+    assert (low["embedding"] - high["embedding"]).abs().max() > 1e-2

@@ -76,6 +76,7 @@ def _run_report(fc: FakeCohort, out_dir: Path) -> tuple[str, dict[str, Path]]:
         landmark=None,
         time_unit="months",
         max_heatmaps=12,
+        skipped=["snn=the cohort has no RNA"],
     )
     return html_path.read_text(encoding="utf-8"), paths
 
@@ -122,6 +123,7 @@ def test_report_shows_every_model_the_failed_slide_and_provenance(rendered) -> N
     assert "cafe1234" in page and "duopath" in page
     assert "site-disjoint" in page and "yes, every fold" in page
     assert "<h3>Ablations</h3>" in page and "good_noisy" in page.split("<h3>Ablations</h3>", 1)[1]
+    assert "models not run (what the data allows)" in page and "snn: the cohort has no RNA" in page
 
 
 def test_best_mean_is_bold_and_only_the_best(rendered) -> None:

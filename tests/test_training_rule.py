@@ -1,5 +1,6 @@
-"""rules/teacher.smk through Snakemake: targets (models × folds), wildcard constraints, the shell
-command, one real job on a tiny synthetic cohort, and a bad ablation failing at parse time."""
+"""rules/teacher.smk and rules/baselines.smk through Snakemake: targets (models × folds), wildcard
+constraints, the shell command, one real job on a tiny synthetic cohort, a slide-only baseline on
+a cohort without RNA, and a bad ablation failing at parse time."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ def env_with_train_command() -> dict[str, str]:
     return env
 
 
-def run_snakemake(work: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def run_snakemake(work: Path, *args: str, env: dict[str, str],
+                  rules: tuple[str, ...] = ("teacher",)) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"),
            "--directory", str(work),
-           "--allowed-rules", "teacher", *args]
+           "--allowed-rules", *rules, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -115,3 +117,23 @@ def test_unknown_ablation_fails_at_parse_time(workdir: Path) -> None:
     assert dry.returncode != 0
     text = dry.stdout + dry.stderr
     assert "teacher.ablations" in text and "unknown teacher ablation '40x'" in text
+
+
+def test_slide_only_baseline_runs_on_a_cohort_without_rna(workdir: Path) -> None:
+    """`synth` names no RNA: abmil/transmil are its baselines (no --rna), the RNA ones are not."""
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["baselines"] = {"models": ["abmil", "snn"], "dim": 8, "n_layers": 1, "gene_hidden": 8}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (workdir / "output" / "rna" / "synth.h5ad").unlink()
+    env = env_with_train_command()
+    targets = [f"output/results/synth/survival/abmil/fold{k}/metrics.json" for k in range(3)]
+    dry = run_snakemake(workdir, "-n", "-p", *targets, env=env, rules=("baseline",))
+    text = dry.stdout + dry.stderr
+    assert text.count("rule baseline:") == 3, text[-3000:]
+    assert "--model abmil" in text and "--rna" not in text
+    assert "--baseline-settings" in text
+    target = "output/results/synth/survival/abmil/fold1/metrics.json"
+    run = run_snakemake(workdir, "--cores", "1", target, env=env, rules=("baseline",))
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((workdir / target).read_text())
+    assert metrics["model"] == "abmil" and metrics["n_patients"]["test"] == 4

@@ -23,12 +23,12 @@ from duopath.config import OptimConfig, TeacherConfig
 from duopath.training.data import BagStore, DataError
 from duopath.training.losses import fit_time_bins
 from duopath.training.predict_fold import FoldPaths, load_teacher, run_fold, write_fold
+from duopath.training.selection import score_predictions
 from duopath.training.splits import make_splits
 from duopath.training.trainer import (
     fold_roles,
     lr_factor,
     prepare_fold,
-    score_predictions,
     train_fold,
 )
 from duopath.training.variants import model_names, variant_config
@@ -48,9 +48,12 @@ def small_cfg(**optim: object) -> TeacherConfig:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return build_cohort(tmp_path_factory.mktemp("cohort"))
+
+
+def build_cohort(root: Path) -> dict:
     """48 patients, 4 sites, 1-2 slides each; hidden z drives tumour-tile share, the T genes,
     the hazard and the label. One patient has no RNA, one only a failed slide."""
-    root = tmp_path_factory.mktemp("cohort")
     feats_dir = root / "features"
     feats_dir.mkdir()
     rng = np.random.default_rng(42)

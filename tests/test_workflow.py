@@ -60,6 +60,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> P
         "training": {"folds": 2},
         "teacher": {"dim": 16, "time_bins": 2, "ablations": ["rna_mean"], "optim": {"epochs": 2}},
         "student": {"optim": {"epochs": 2}},
+        # the RNA-only baseline: trains on minidemo; tiny has no RNA, so it has no models at all
+        "baselines": {"models": ["snn"], "dim": 8, "gene_hidden": 8, "n_layers": 1},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(work, "--cores", "2")
@@ -121,7 +123,7 @@ def test_students_and_report(finished_run: Path) -> None:
         res = out / layout.RESULTS_DIR.format(cohort="minidemo", task="survival", model=model, fold=0)
         assert (res / "predictions.parquet").exists() and (res / "checkpoint.pt").exists()
     metrics = pd.read_csv(out / layout.METRICS_CSV.format(cohort="minidemo"))
-    assert {"teacher", "teacher_rna_mean", "student", "student_nokd"} <= set(metrics["model"])
+    assert {"teacher", "teacher_rna_mean", "student", "student_nokd", "snn"} <= set(metrics["model"])
     html = (out / layout.REPORT.format(cohort="minidemo")).read_text(encoding="utf-8")
 
     class Images(HTMLParser):

@@ -202,7 +202,7 @@ def encoders() -> None:
 def _register_stage_commands() -> None:
     """Stage packages define their own commands; importing them is cheap (no heavy imports)."""
     from duopath.inference.cli import predict
-    from duopath.report.cli import evaluate, report
+    from duopath.report.cli import evaluate, heatmaps, report
     from duopath.rna.cli import rna
     from duopath.training.cli import train
     from duopath.training.student_cli import train_student
@@ -212,6 +212,7 @@ def _register_stage_commands() -> None:
     app.command("train-student")(train_student)
     app.command("predict")(predict)
     app.command("evaluate")(evaluate)
+    app.command("heatmaps")(heatmaps)
     app.command("report")(report)
 
 

@@ -439,6 +439,49 @@ class StudentConfig(_Strict):
     optim: OptimConfig = OptimConfig()
 
 
+BASELINE_MODELS: dict[str, str] = {
+    "abmil": "wsi",
+    "transmil": "wsi",
+    "snn": "rna",
+    "concat": "both",
+    "bilinear": "both",
+    "mcat": "both",
+}
+"""Comparison baselines (DESIGN.md "Baselines") and the data each needs: slides, RNA or both."""
+
+
+class BaselinesConfig(_Strict):
+    """Comparison models trained under the teacher's protocol (DESIGN.md "Baselines").
+
+    Why only the architecture lives here: a baseline must differ from the teacher in the model
+    alone, so its training (optimiser, schedule, epochs, selection, survival bins, class
+    weights, tile subsampling, missing RNA, device) is the ``teacher:`` section, on the same
+    splits and the same patients. CGC and IGC are teacher-specific and off for baselines.
+    WSI-only models (abmil, transmil) run on cohorts without RNA too; RNA models need it.
+    """
+
+    models: list[str] = Field(
+        default_factory=lambda: list(BASELINE_MODELS),
+        description=f"baselines to train, of {list(BASELINE_MODELS)}; [] = none",
+    )
+    dim: int = Field(64, ge=4, description="embedding width")
+    n_heads: int = Field(2, ge=1)
+    n_layers: int = Field(2, ge=1, description="transformer layers of transmil and mcat")
+    n_gene_tokens: int = Field(4, ge=1, description="gene tokens per group (mcat)")
+    gene_hidden: int = Field(128, ge=4, description="SNN hidden width of the RNA branches")
+    dropout: float = Field(0.25, ge=0, lt=1)
+
+    @field_validator("models")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in BASELINE_MODELS]
+        if unknown:
+            raise ValueError(f"unknown baselines {unknown}: use any of {list(BASELINE_MODELS)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate baselines in {names}")
+        return names
+
+
 class ReportConfig(_Strict):
     heatmap_patients: int = Field(3, ge=0)
 
@@ -465,6 +508,7 @@ class DuopathConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
     report: ReportConfig = ReportConfig()
 
     @field_validator("only_cohorts", mode="before")

@@ -82,13 +82,6 @@ def check_encoder(ckpt: dict, requested: EncoderConfig | None) -> EncoderConfig:
     return requested
 
 
-def _painted(thumb: np.ndarray, xy: np.ndarray, size0: float, values: np.ndarray, slide_mpp: float,
-             thumb_mpp: float, **kw):
-    from duopath.report.heatmaps import heatmap_overlay
-
-    return heatmap_overlay(thumb, xy, size0, values, slide_mpp, thumb_mpp, **kw)
-
-
 def predict_slide(
     slide: Path | str,
     model: Path | str,
@@ -103,7 +96,7 @@ def predict_slide(
 
     from duopath.encoding.extract import embed_slide
     from duopath.encoding.registry import load_encoder
-    from duopath.report.heatmaps import slide_thumbnail
+    from duopath.report.heatmaps import paint_maps, slide_thumbnail, student_maps
     from duopath.slides.reader import SlideError, open_slide
     from duopath.slides.stages import segment_slide, tile_slide
     from duopath.training.data import read_slide
@@ -182,16 +175,11 @@ def predict_slide(
     for m in mags:
         xy = np.asarray(root[m]["coords"][:], dtype=float)
         size0 = float(root[m].attrs["size0"])
-        omega = out.tile_weights[m][0].float().cpu().numpy()
-        clusters = out.clusters[m][0].cpu().numpy().astype(float)
-        k = int(ckpt["model_kwargs"]["n_prototypes"])
-        for name, values, kw in (
-            ("omega", omega / max(float(omega.sum()), 1e-30), {"cmap": "turbo", "scale": "rank"}),
-            ("clusters", np.where(clusters >= 0, clusters, np.nan),
-             {"cmap": "tab10", "vmin": 0.0, "vmax": max(k - 1, 1)}),
-        ):
+        maps = student_maps(out.tile_weights[m][0].float().cpu().numpy(), out.clusters[m][0].cpu().numpy(),
+                            int(ckpt["model_kwargs"]["n_prototypes"]))
+        for name, image in paint_maps(thumb, xy, size0, maps, s_mpp, t_mpp).items():
             path = out_dir / f"heatmap_{name}_{m}.png"
-            write_image(path, _painted(thumb, xy, size0, values, s_mpp, t_mpp, **kw))
+            write_image(path, image)
             heatmaps[f"{name}_{m}"] = path.name
     result["heatmaps"] = heatmaps
     result["seconds"] = time.perf_counter() - t0

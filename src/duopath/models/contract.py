@@ -5,6 +5,14 @@ Inputs, per magnification ``m`` in the model's ordered list (e.g. ``("10x", "20x
 ``coords[m]`` float [B, N_m, 2] tile centres in µm. The nested-grid ``parent`` index is not a
 model input: only the IGC loss needs it (``duopath.training.losses``).
 
+Baselines (``baselines_wsi``, ``baselines_fusion``) use the same dataclass with their own keys:
+``logits_by_mag`` / ``confidence`` / ``heads`` are keyed by magnification, or ``"rna"`` for the
+RNA-only SNN; ``embeddings[k]["pooled"]`` [B, d] is what expert k's head reads (fusion models add
+``"wsi"`` / ``"rna"`` branch embeddings, MCAT also ``"T"`` / ``"E"``); ``attention[m]["pooled"]``
+[B, 1, N_m] is the expert's attention over real tiles (ABMIL / fusion: gated attention; TransMIL:
+last-layer CLS attention; MCAT: pool-weighted co-attention, plus per-group ``"T"`` / ``"E"``).
+They have no [X^T ; X^E] head, so ``joint_embedding``, SKD and CGC do not apply to them.
+
 Why one dataclass for teacher and student: SKD, CGC, IGC, the evaluator and the heatmap
 writer all read the same fields, so they never need to know which model produced them.
 """

@@ -13,7 +13,7 @@ Confidence of an expert (what ``max_confidence`` and ``softmax`` gating compare)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -77,3 +77,39 @@ def combine_experts(
     else:
         raise ValueError(f"gating must be one of {GATING_MODES}, got {mode!r}")
     return (weights.unsqueeze(-1) * stacked).sum(dim=1), weights
+
+
+def check_head_args(task: str, gating: str, magnifications: Sequence[str], n_classes: int) -> tuple[str, ...]:
+    """Validate what every model's experts and gate share; returns the magnifications as a tuple.
+
+    One place for the checks the teacher, the student and the baselines all need, so a bad
+    value is refused with the same message whichever model is built.
+    """
+    if task not in ("survival", "classification"):
+        raise ValueError(f"task must be one of ('survival', 'classification'), got {task!r}")
+    if gating not in GATING_MODES:
+        raise ValueError(f"gating must be one of {GATING_MODES}, got {gating!r}")
+    mags = tuple(magnifications)
+    if not mags or len(set(mags)) != len(mags):
+        raise ValueError(f"magnifications must be non-empty and unique, got {mags}")
+    if n_classes < 1 or (task == "classification" and n_classes < 2):
+        raise ValueError(f"n_classes={n_classes} is invalid for task {task!r}")
+    return mags
+
+
+def gate_experts(
+    logits_by_expert: Mapping[str, Tensor],
+    order: Sequence[str],
+    task: str,
+    mode: str,
+    temperature: float = 1.0,
+) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """Confidence of each expert (in ``order``) and the gated logits and weights.
+
+    Returns ``(confidence by expert, logits [B, C], weights [B, M])``: the tail every model's
+    forward shares (teacher, student, baselines).
+    """
+    confidence = {k: expert_confidence(logits_by_expert[k], task) for k in order}
+    logits, weights = combine_experts([logits_by_expert[k] for k in order],
+                                      [confidence[k] for k in order], mode, temperature)
+    return confidence, logits, weights

@@ -11,6 +11,9 @@ from typing import Any
 
 from torch import nn
 
+from duopath.config import BASELINE_MODELS
+from duopath.models.baselines_fusion import MCAT, SNN, BilinearFusion, ConcatFusion
+from duopath.models.baselines_wsi import ABMIL, TransMIL
 from duopath.models.student import Student
 from duopath.models.teacher import Teacher
 
@@ -19,7 +22,18 @@ ModelBuilder = Callable[..., nn.Module]
 MODELS: dict[str, ModelBuilder] = {
     "teacher": Teacher,
     "student": Student,
+    # baselines: names and the data each needs are duopath.config.BASELINE_MODELS
+    "abmil": ABMIL,
+    "transmil": TransMIL,
+    "snn": SNN,
+    "concat": ConcatFusion,
+    "bilinear": BilinearFusion,
+    "mcat": MCAT,
 }
+
+BASELINES: tuple[str, ...] = tuple(BASELINE_MODELS)
+"""Comparison baselines (DESIGN.md, "Baselines"): all take the same keyword arguments
+(``baseline_common.Baseline``), so one config section builds any of them."""
 
 
 def build_model(name: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:

@@ -6,8 +6,10 @@ prototypes, ω-weighted merge; ``ita``) → subspace pooling → head Linear(2d�
 as in the teacher.
 
 Subspace pooling (how K prototypes meet the teacher's [X_R^T ; X_R^E] for SKD): two learned
-queries, one per subspace, attend over the K prototypes (masked softmax), giving X_S^T and
-X_S^E ∈ R^d; SKD's MSE compares them with X_R^T and X_R^E, and the head sees [X_S^T ; X_S^E]
+queries, one per subspace, attend over the K prototypes (masked softmax, each prototype's score
+biased by the log of its cluster's ω mass, so the pooled embedding keeps how much of the tissue
+each cluster covers — the composition a MIL attention pool over all tiles would see), giving
+X_S^T and X_S^E ∈ R^d; SKD's MSE compares them with X_R^T and X_R^E, and the head sees [X_S^T ; X_S^E]
 exactly as the teacher's head sees its pair. Why not "prototype 0 ↔ T, prototype 1 ↔ E" for
 K = 2, nor a Linear(K·d→2d) for other K: DPC-KNN orders centres by density-peak score, which
 says nothing about tumour vs TME, so a fixed order would flip the MSE target between slides.
@@ -26,8 +28,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from duopath.models.contract import SUBSPACES, TASKS, ModelOutput, check_tiles
-from duopath.models.gating import GATING_MODES, combine_experts, expert_confidence
+from duopath.models.contract import SUBSPACES, ModelOutput, check_tiles
+from duopath.models.gating import check_head_args, gate_experts
 from duopath.models.ita import dpc_knn, merge_tokens
 from duopath.models.layers import FeedForward
 from duopath.models.tile_attention import FullTileAttention, NeighbourhoodAttention
@@ -79,7 +81,10 @@ class StudentExpert(nn.Module):
         proto_mask = clusters.center_valid & (mass > 0)
 
         scores = torch.einsum("sd,bkd->bsk", self.queries, self.key(protos))
-        scores = scores / math.sqrt(protos.shape[-1])
+        # + log Σω of each cluster: the pooling weighs a prototype by how much (ω-weighted) tissue
+        # it stands for. Without it a prototype is a cluster MEAN and the pooled embedding cannot
+        # tell a slide that is 80 % tumour from one that is 20 % (same two cluster means).
+        scores = scores / math.sqrt(protos.shape[-1]) + mass.clamp(min=1e-30).log()[:, None, :]
         pool = torch.softmax(scores.masked_fill(~proto_mask[:, None, :], float("-inf")), dim=-1)
         emb = self.norm_out(torch.einsum("bsk,bkd->bsd", pool, protos))
 
@@ -130,17 +135,9 @@ class Student(nn.Module):
             gating, gating_temperature: as in the teacher.
         """
         super().__init__()
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        if gating not in GATING_MODES:
-            raise ValueError(f"gating must be one of {GATING_MODES}, got {gating!r}")
+        mags = check_head_args(task, gating, magnifications, n_classes)
         if n_prototypes < 1 or dpc_k < 1:
             raise ValueError("n_prototypes and dpc_k must be >= 1")
-        mags = tuple(magnifications)
-        if not mags or len(set(mags)) != len(mags):
-            raise ValueError(f"magnifications must be non-empty and unique, got {mags}")
-        if n_classes < 1 or (task == "classification" and n_classes < 2):
-            raise ValueError(f"n_classes={n_classes} is invalid for task {task!r}")
         self.task, self.magnifications, self.dim = task, mags, dim
         self.feature_dim, self.n_classes, self.n_prototypes = feature_dim, n_classes, n_prototypes
         self.gating, self.gating_temperature = gating, gating_temperature
@@ -172,7 +169,6 @@ class Student(nn.Module):
         logits_by_mag: dict[str, Tensor] = {}
         embeddings: dict[str, dict[str, Tensor]] = {}
         attention: dict[str, dict[str, Tensor]] = {}
-        confidence: dict[str, Tensor] = {}
         ita: dict[str, dict[str, Tensor]] = {}
         for m in self.magnifications:
             x, msk, xy = check_tiles(m, feats, mask, coords, self.feature_dim, self.heads[m].weight.dtype)
@@ -181,14 +177,9 @@ class Student(nn.Module):
             embeddings[m] = {s: emb[:, i] for i, s in enumerate(SUBSPACES)}
             attention[m] = {s: res["tile_attention"][:, i : i + 1] for i, s in enumerate(SUBSPACES)}
             logits_by_mag[m] = self.heads[m](emb.flatten(1))
-            confidence[m] = expert_confidence(logits_by_mag[m], self.task)
             ita[m] = res
-        logits, weights = combine_experts(
-            [logits_by_mag[m] for m in self.magnifications],
-            [confidence[m] for m in self.magnifications],
-            self.gating,
-            self.gating_temperature,
-        )
+        confidence, logits, weights = gate_experts(logits_by_mag, self.magnifications, self.task,
+                                                   self.gating, self.gating_temperature)
         return ModelOutput(
             logits=logits,
             logits_by_mag=logits_by_mag,

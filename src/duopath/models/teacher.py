@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from duopath.models.contract import SUBSPACES, TASKS, ModelOutput, check_tiles
+from duopath.models.contract import SUBSPACES, ModelOutput, check_tiles
 from duopath.models.fusion import AttentionMode, SubspaceFusion
-from duopath.models.gating import GATING_MODES, combine_experts, expert_confidence
+from duopath.models.gating import check_head_args, gate_experts
 from duopath.models.layers import GeneEncoder
 
 
@@ -76,10 +76,7 @@ class Teacher(nn.Module):
             disentangle, rna_mean_T, rna_mean_E: ablations (module docstring).
         """
         super().__init__()
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        if gating not in GATING_MODES:
-            raise ValueError(f"gating must be one of {GATING_MODES}, got {gating!r}")
+        mags = check_head_args(task, gating, magnifications, n_classes)
         if gene_select_keys not in ("own", "both"):
             raise ValueError(f"gene_select_keys must be 'own' or 'both', got {gene_select_keys!r}")
         n_keys = n_gene_tokens * (1 if gene_select_keys == "own" else 2)
@@ -88,12 +85,6 @@ class Teacher(nn.Module):
                 "gene selection needs >= 2 keys (a single key is the reference's degenerate "
                 "attention): use n_gene_tokens >= 2 or gene_select_keys='both'"
             )
-        mags = tuple(magnifications)
-        if not mags or len(set(mags)) != len(mags):
-            raise ValueError(f"magnifications must be non-empty and unique, got {mags}")
-        if n_classes < 1 or (task == "classification" and n_classes < 2):
-            raise ValueError(f"n_classes={n_classes} is invalid for task {task!r}")
-
         self.task, self.magnifications, self.dim = task, mags, dim
         self.feature_dim, self.n_classes = feature_dim, n_classes
         self.gating, self.gating_temperature = gating, gating_temperature
@@ -180,7 +171,6 @@ class Teacher(nn.Module):
         logits_by_mag: dict[str, Tensor] = {}
         embeddings: dict[str, dict[str, Tensor]] = {}
         attention: dict[str, dict[str, Tensor]] = {}
-        confidence: dict[str, Tensor] = {}
         for m in self.magnifications:
             x, msk, xy = check_tiles(m, feats, mask, coords, self.feature_dim, self.heads[m].weight.dtype)
             tiles = self.tile_proj[m](x)
@@ -189,13 +179,8 @@ class Teacher(nn.Module):
                 emb, amap = self.fusion[m][s](tokens[s], keys[s], tiles, msk, xy)
                 embeddings[m][s], attention[m][s] = emb, amap
             logits_by_mag[m] = self.heads[m](torch.cat([embeddings[m][s] for s in SUBSPACES], -1))
-            confidence[m] = expert_confidence(logits_by_mag[m], self.task)
-        logits, weights = combine_experts(
-            [logits_by_mag[m] for m in self.magnifications],
-            [confidence[m] for m in self.magnifications],
-            self.gating,
-            self.gating_temperature,
-        )
+        confidence, logits, weights = gate_experts(logits_by_mag, self.magnifications, self.task,
+                                                   self.gating, self.gating_temperature)
         return ModelOutput(
             logits=logits,
             logits_by_mag=logits_by_mag,

@@ -1,8 +1,9 @@
-"""``duopath evaluate`` and ``duopath report``: the two steps the report rules run.
+"""``duopath evaluate``, ``duopath heatmaps`` and ``duopath report``: the steps the report rules run.
 
-Registered in the main app as ``app.command("evaluate")(evaluate)`` and
-``app.command("report")(report)`` (``duopath.cli``). Heavy imports (pandas, scikit-survival,
-lifelines, matplotlib) happen inside the functions so ``duopath --help`` stays instant.
+Registered in the main app as ``app.command("evaluate")(evaluate)``, ``app.command("heatmaps")
+(heatmaps)`` and ``app.command("report")(report)`` (``duopath.cli``). Heavy imports (pandas,
+scikit-survival, lifelines, matplotlib, torch) happen inside the functions so ``duopath --help``
+stays instant.
 
 Why two steps: ``metrics.csv`` / ``summary.csv`` / ``comparisons.csv`` are what users analyse
 further and what the report shows, so they are a DAG output of their own; the report only
@@ -105,7 +106,14 @@ def report(
     time_unit: Annotated[
         str, typer.Option("--time-unit", help="unit of the sheet's times, for axis labels")
     ] = "",
-    max_heatmaps: Annotated[int, typer.Option("--max-heatmaps", min=0, help="heatmaps shown per model")] = 12,
+    max_heatmaps: Annotated[
+        int, typer.Option("--max-heatmaps", min=0, help="heatmaps shown per model and task")
+    ] = 12,
+    skipped: Annotated[
+        list[str] | None,
+        typer.Option("--skipped", help="'model=reason' for a configured model the data does not allow "
+                     "(repeatable; shown in the protocol section)"),
+    ] = None,
 ) -> None:
     """Write the cohort's self-contained HTML report (models and their order from metrics.csv)."""
     import pandas as pd
@@ -141,6 +149,7 @@ def report(
             landmark=landmark,
             time_unit=time_unit,
             max_heatmaps=max_heatmaps,
+            skipped=_pairs(skipped or [], "--skipped"),
         )
         page = build_report(inputs)
     except ValueError as err:
@@ -148,3 +157,55 @@ def report(
     with atomic_path(out) as tmp:  # UTF-8 whatever the locale (the page has ±, Δ, µ)
         tmp.write_text(page, encoding="utf-8")
     log.info("report of %d models -> %s (%.1f MB)", len(inputs.models), out, len(page) / 1e6)
+
+
+def heatmaps(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="results/{cohort}/{task}/{model}/fold{k}/"
+                                             "checkpoint.pt (teacher or student)")],
+    predictions: Annotated[Path, typer.Option("--predictions", help="the fold's predictions.parquet")],
+    sheet: Sheet,
+    features_dir: Annotated[Path, typer.Option("--features-dir", help="folder of the {slide}.zarr stores")],
+    out: Annotated[Path, typer.Option("--out", help="heatmaps folder to write (replaced as a whole)")],
+    rna: Annotated[
+        Path | None, typer.Option("--rna", help="rna/{cohort}.h5ad (needed for a teacher)")
+    ] = None,
+    patients: Annotated[int, typer.Option("--patients", min=0, help="test patients to paint")] = 3,
+    magnification: Annotated[
+        list[str] | None,
+        typer.Option("--magnification", help="magnification to paint (repeat); default: the finest"),
+    ] = None,
+    all_magnifications: Annotated[
+        bool, typer.Option("--all-magnifications", help="paint every magnification of the model")
+    ] = False,
+    thumb_mpp: Annotated[
+        float | None, typer.Option("--thumb-mpp", help="µm/px of the thumbnails (default: long side "
+                                   "1200 px, within 1-8 µm/px)")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | auto")] = "cpu",
+    threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for torch (0 = default)")] = 0,
+) -> None:
+    """Heatmaps (teacher T/E attention or student ω/clusters) of a fold's chosen test patients."""
+    import torch
+
+    from duopath.report.fold_heatmaps import HeatmapError, write_fold_heatmaps
+    from duopath.training.trainer import resolve_device
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        write_fold_heatmaps(checkpoint, predictions, sheet, features_dir, out, rna=rna, n_patients=patients,
+                            magnifications="all" if all_magnifications else (magnification or None),
+                            thumb_mpp=thumb_mpp, device=str(resolve_device(device)))
+    except (HeatmapError, ValueError, OSError, RuntimeError) as err:
+        _fail(err)
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    """``['a=why', ...]`` → ``{'a': 'why'}``; a value without ``=`` is a usage error naming it."""
+    out = {}
+    for v in values:
+        key, sep, why = v.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{option} {v!r}: expected 'model=reason'")
+        out[key.strip()] = why.strip()
+    return out

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -114,6 +116,92 @@ def heatmap_overlay(
         colour = colormaps[cmap](total[painted] / count[painted])[:, :3] * 255.0
         out[painted] = (1.0 - alpha) * out[painted] + alpha * colour
     return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def rank_scale(values: ArrayLike) -> np.ndarray:
+    """Percentile ranks in [0, 1] of the finite values (ties share their mean rank); NaN stays NaN.
+
+    Computed once over a whole bag, then painted per slide with ``vmin=0, vmax=1``, the colours of
+    a patient's several slides stay comparable (the hottest tile of the patient is the top colour,
+    not the hottest tile of each slide).
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    out = np.full(v.shape, np.nan)
+    keep = np.isfinite(v)
+    if keep.any():
+        out[keep] = _normalise(v[keep], "rank", None, None)
+    return out
+
+
+@dataclass(frozen=True)
+class TileMap:
+    """One per-tile map to paint: ``values`` [N] and the ``heatmap_overlay`` keywords (colours)."""
+
+    values: np.ndarray
+    style: dict = field(default_factory=dict)
+
+    def subset(self, rows: np.ndarray) -> TileMap:
+        return TileMap(self.values[rows], self.style)
+
+
+RANK_STYLE = {"cmap": "turbo", "vmin": 0.0, "vmax": 1.0}
+
+
+def attention_maps(maps: Mapping[str, ArrayLike]) -> dict[str, TileMap]:
+    """Rank-scaled maps with one colour map (the teacher's T and E attention, the student's ω).
+
+    Each map is ranked on its own: T and E weights differ in spread, and a shared linear scale
+    would leave one of them a uniform colour; ranks show where each subspace looked.
+    """
+    return {name: TileMap(rank_scale(v), RANK_STYLE) for name, v in maps.items()}
+
+
+def student_maps(omega: ArrayLike, clusters: ArrayLike, n_prototypes: int) -> dict[str, TileMap]:
+    """The student's ``omega`` (token importance ω, rank-scaled) and ``clusters`` (DPC-KNN
+    prototype of each tile, one categorical colour each; -1 = unassigned, left unpainted)."""
+    c = np.asarray(clusters, dtype=float)
+    return {
+        **attention_maps({"omega": omega}),
+        "clusters": TileMap(np.where(c >= 0, c, np.nan),
+                            {"cmap": "tab10", "vmin": 0.0, "vmax": float(max(n_prototypes - 1, 1))}),
+    }
+
+
+def paint_maps(
+    thumbnail_rgb: ArrayLike | Image.Image,
+    tile_xy_level0: ArrayLike,
+    tile_size0: float | ArrayLike,
+    maps: Mapping[str, TileMap],
+    slide_mpp: float,
+    thumb_mpp: float,
+) -> dict[str, Image.Image]:
+    """Every map of one slide over its thumbnail (same tiles, same mapping): name → RGB image."""
+    return {
+        name: heatmap_overlay(thumbnail_rgb, tile_xy_level0, tile_size0, m.values, slide_mpp, thumb_mpp,
+                              **m.style)
+        for name, m in maps.items()
+    }
+
+
+def read_thumbnail(
+    slide_path: Path | str, slide_mpp: float, thumb_mpp: float | None = None, *, max_side: int = 1200
+) -> tuple[np.ndarray, float, float]:
+    """(RGB thumbnail, slide_mpp, thumb_mpp) read from the slide file itself (no QC tint).
+
+    ``slide_mpp`` is the level-0 µm/px the tiles were cut with (the feature store's), passed to
+    OpenSlide as the override so the thumbnail and the tiles share one scale even for a slide
+    whose header lacks an mpp. ``thumb_mpp`` None: the long side is ``max_side`` px (the report's
+    image size), but never finer than 1 µm/px nor coarser than 8 µm/px (the QC pictures' scale).
+    Raises ``duopath.slides.reader.SlideError`` for a missing or unreadable file.
+    """
+    from duopath.slides.reader import open_slide
+
+    with open_slide(slide_path, slide_mpp) as slide:
+        if thumb_mpp is None:
+            long_um = max(slide.dimensions) * slide.mpp
+            thumb_mpp = min(max(long_um / max_side, 1.0), 8.0)
+        rgb, got = slide.thumbnail(thumb_mpp)
+        return rgb, slide.mpp, got
 
 
 def slide_thumbnail(mask_json: Path | str, thumbnail: Path | str) -> tuple[np.ndarray, float, float]:

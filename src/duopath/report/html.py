@@ -40,6 +40,7 @@ from duopath.report.analysis import default_landmark, landmark_calibration, pool
 from duopath.report.html_parts import (
     ABLATION_HELP,
     CSS,
+    HEATMAP_SIDE,
     METRIC_LABELS,
     TASK_TITLES,
     Notes,
@@ -72,7 +73,8 @@ class ReportInputs:
     config_hash: str = ""
     landmark: float | None = None
     time_unit: str = ""
-    max_heatmaps: int = 12  # per model and task
+    max_heatmaps: int = 12  # per model and task, spread over the folds
+    skipped: Mapping[str, str] = field(default_factory=dict)  # configured model -> why not run
     generated: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
 
     @property
@@ -192,6 +194,10 @@ def protocol_section(inp: ReportInputs) -> str:
     mags = sorted({"+".join(i["magnifications"]) for i in infos if i.get("magnifications")})
     if mags:
         facts.append(("magnifications", esc(", ".join(mags))))
+    facts.append(("models", esc(", ".join(inp.models))))
+    if inp.skipped:
+        facts.append(("models not run (what the data allows)",
+                      esc("; ".join(f"{m}: {why}" for m, why in inp.skipped.items()))))
     out = [table(["", "value"], [(esc(k), v) for k, v in facts], left=2)]
 
     rows = []
@@ -420,15 +426,21 @@ def plots_section(inp: ReportInputs, task: str) -> str:
 
 
 def heatmap_section(inp: ReportInputs, task: str) -> str:
-    """``heatmaps/*.png`` of every model's folds (up to ``max_heatmaps`` per model), shrunk and embedded."""
+    """``heatmaps/*.png`` of every model's folds, shrunk and embedded: up to ``max_heatmaps`` per
+    model, taken in pairs (a patient's T and E map, or ω and clusters) from each fold in turn,
+    so the page shows test patients of several folds and stays a few MB."""
     figs, found, shown = [], 0, 0
     for model, runs in inp.runs[task].items():
-        paths = [(r.fold, p) for r in runs for p in r.heatmaps()]
-        found += len(paths)
-        shown += min(len(paths), inp.max_heatmaps)
-        for fold, path in paths[: inp.max_heatmaps]:
+        per_fold = [(r.fold, r.heatmaps()) for r in runs]
+        found += sum(len(p) for _, p in per_fold)
+        paths = []
+        for start in range(0, max((len(p) for _, p in per_fold), default=0), 2):
+            paths += [(fold, p) for fold, ps in per_fold for p in ps[start:start + 2]]
+        paths = paths[: inp.max_heatmaps]
+        shown += len(paths)
+        for fold, path in paths:
             try:
-                png = image_file_png(path)
+                png = image_file_png(path, HEATMAP_SIDE, palette=True)
             except OSError as err:  # an unreadable picture is reported, not fatal for the report
                 log.warning("heatmap %s unreadable: %s", path, err)
                 figs.append(

@@ -59,6 +59,7 @@ ABLATION_HELP = {
 }
 TASK_TITLES = {"survival": "Survival", "classification": "Classification"}
 MAX_IMAGE_SIDE = 1200
+HEATMAP_SIDE = 560  # heatmaps: many per page; a thumbnail this size still shows tissue regions
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;
@@ -128,11 +129,16 @@ def image_html(png: bytes, caption: str = "", alt: str = "") -> str:
     return f'<figure><img src="{png_data_uri(png)}" alt="{esc(alt)}">{cap}</figure>'
 
 
-def image_file_png(path: Path, max_side: int = MAX_IMAGE_SIDE) -> bytes:
-    """An image file re-encoded as PNG and shrunk to ``max_side`` (keeps the report's size sane)."""
+def image_file_png(path: Path, max_side: int = MAX_IMAGE_SIDE, *, palette: bool = False) -> bytes:
+    """An image file re-encoded as PNG and shrunk to ``max_side`` (keeps the report's size sane).
+
+    ``palette``: 256-colour PNG, about a third of the bytes for colour-mapped overlays.
+    """
     with Image.open(path) as im:
         im = im.convert("RGB")
         im.thumbnail((max_side, max_side))
+        if palette:
+            im = im.quantize(colors=256)
         buf = io.BytesIO()
         im.save(buf, format="PNG", optimize=True)
     return buf.getvalue()

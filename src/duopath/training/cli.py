@@ -1,4 +1,4 @@
-"""``duopath train``: one model (teacher or an ablation) on one fold, as the Snakemake rule calls it.
+"""``duopath train``: one model (teacher, an ablation or a baseline) on one fold, as the rules call it.
 
 Registered in the main app by ``app.command("train")(train)`` (``duopath.cli``). Heavy imports
 happen inside the function so ``duopath --help`` stays instant.
@@ -18,12 +18,20 @@ log = logging.getLogger(__name__)
 def train(
     sheet: Annotated[Path, typer.Option("--sheet", help="canonical sample sheet (cohorts/*/samples.csv)")],
     splits: Annotated[Path, typer.Option("--splits", help="split table (splits/{cohort}.csv)")],
-    rna: Annotated[Path, typer.Option("--rna", help="RNA AnnData (rna/{cohort}.h5ad)")],
     features_dir: Annotated[Path, typer.Option("--features-dir", help="folder of {slide}.zarr stores")],
     fold: Annotated[int, typer.Option("--fold", help="outer fold (0-based)")],
     settings: Annotated[str, typer.Option("--settings", help="JSON of the `teacher:` config section")],
     out_dir: Annotated[Path, typer.Option("--out-dir", help="results/{cohort}/{model}/fold{k}")],
-    model: Annotated[str, typer.Option("--model", help="teacher or teacher_<ablation>")] = "teacher",
+    rna: Annotated[
+        Path | None, typer.Option("--rna", help="RNA AnnData (rna/{cohort}.h5ad); omit for a cohort "
+                                  "without RNA (slide-only baselines)")
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="teacher, teacher_<ablation> or a baseline (abmil, ...)")
+    ] = "teacher",
+    baseline_settings: Annotated[
+        str | None, typer.Option("--baseline-settings", help="JSON of the `baselines:` config section")
+    ] = None,
     task: Annotated[str, typer.Option("--task", help="survival | classification")] = "survival",
     magnifications: Annotated[
         str, typer.Option("--magnifications", help="tiled magnifications, coarse to fine (comma list)")
@@ -33,8 +41,8 @@ def train(
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = default)")] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Train one teacher model on one fold; write checkpoint, log, predictions and metrics."""
-    from duopath.config import TeacherConfig
+    """Train one model on one fold; write checkpoint, log, predictions and metrics."""
+    from duopath.config import BaselinesConfig, TeacherConfig
     from duopath.training.data import DataError
     from duopath.training.predict_fold import run_fold
 
@@ -45,11 +53,14 @@ def train(
 
         torch.set_num_threads(threads)
     cfg = TeacherConfig.model_validate_json(settings)
+    baselines = None
+    if baseline_settings is not None:
+        baselines = BaselinesConfig.model_validate_json(baseline_settings)
     mags = [m.strip() for m in magnifications.split(",") if m.strip()]
     try:
         metrics = run_fold(sheet=sheet, splits=splits, rna=rna, features_dir=features_dir, fold=fold,
-                           model=model, cfg=cfg, tiled_magnifications=mags, task=task, seed=seed,
-                           out_dir=out_dir, cohort=cohort, progress=progress)
+                           model=model, cfg=cfg, baselines=baselines, tiled_magnifications=mags,
+                           task=task, seed=seed, out_dir=out_dir, cohort=cohort, progress=progress)
     except (DataError, ValueError) as err:
         logging.getLogger("duopath").error("%s", err)
         raise typer.Exit(code=1) from err

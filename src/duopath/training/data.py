@@ -348,6 +348,14 @@ class FoldGenes:
     imputed: list[str] = field(default_factory=list)
 
 
+def no_genes(patients: Iterable[str]) -> FoldGenes:
+    """Zero-width gene groups for a cohort without RNA: slide-only models train on it unchanged
+    (every sample carries empty T/E vectors, so batches and checkpoints keep one schema)."""
+    empty = np.zeros(0, dtype=np.float32)
+    return FoldGenes([], [], pd.Series(dtype=float), pd.Series(dtype=float),
+                     {str(p): (empty, empty) for p in patients}, empty, empty, [])
+
+
 def gene_groups(adata) -> tuple[list[str], list[str]]:
     """The T and E gene lists of an RNA AnnData (``var.group_T`` / ``var.group_E``)."""
     for col in ("group_T", "group_E"):

@@ -31,7 +31,7 @@ import torch
 
 import duopath
 from duopath import layout
-from duopath.config import TeacherConfig
+from duopath.config import BASELINE_MODELS, BaselinesConfig, TeacherConfig
 from duopath.io import atomic_path, write_json, write_table
 from duopath.models import build_model
 from duopath.training.data import SLIDE_GAP_TILES, BagStore, DataError
@@ -42,11 +42,14 @@ from duopath.training.trainer import (
     resolve_device,
     train_fold,
 )
-from duopath.training.variants import BASE_MODEL, variant_config
+from duopath.training.variants import BASE_MODEL, baseline_kwargs, registry_name, variant_config
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "duopath-teacher/1"
+BASELINE_FORMAT = "duopath-baseline/1"
+"""Baselines share the teacher's checkpoint layout under their own format, so a baseline is
+never loaded where a teacher is expected (the student distils from teachers only)."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,8 @@ def checkpoint_payload(
     """The checkpoint dict (module docstring); tensors on CPU."""
     g = data.genes
     return {
-        "format": CHECKPOINT_FORMAT,
-        "model_name": BASE_MODEL,
+        "format": CHECKPOINT_FORMAT if registry_name(model) == BASE_MODEL else BASELINE_FORMAT,
+        "model_name": registry_name(model),
         "variant": model,
         "model_kwargs": result.model_kwargs,
         "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
@@ -208,11 +211,12 @@ def run_fold(
     *,
     sheet: Path | str,
     splits: Path | str,
-    rna: Path | str,
+    rna: Path | str | None,
     features_dir: Path | str,
     fold: int,
     model: str,
     cfg: TeacherConfig,
+    baselines: BaselinesConfig | None = None,
     tiled_magnifications: list[str],
     task: str,
     seed: int,
@@ -220,22 +224,35 @@ def run_fold(
     cohort: str = "",
     progress: bool = True,
 ) -> dict:
-    """Train model ``model`` (teacher or an ablation) on one fold and write its outputs."""
+    """Train model ``model`` on one fold and write its outputs.
+
+    ``model``: the teacher, an ablation (``teacher_<name>``) or a baseline, whose architecture
+    comes from ``baselines`` and whose training protocol is ``cfg`` (the teacher's). ``rna``
+    None: a cohort without RNA (slide-only baselines only).
+    """
     import anndata as ad
 
     variant = variant_config(cfg, model, tiled_magnifications)
     sheet_df = pd.read_csv(sheet, dtype={"patient_id": str, "slide_id": str, "label": str},
                            keep_default_na=False, na_values={"time": [""], "event": [""]})
     splits_df = pd.read_csv(splits, dtype={"patient_id": str})
-    if not Path(rna).exists():
-        raise DataError(f"RNA file {rna} does not exist (the teacher needs the rna stage)")
-    adata = ad.read_h5ad(rna)
+    arch = None
+    if registry_name(model) != BASE_MODEL:
+        arch = baseline_kwargs(baselines or BaselinesConfig(), cfg)
+    adata = None
+    if rna is not None:
+        if not Path(rna).exists():
+            raise DataError(f"RNA file {rna} does not exist (the {model} model needs the rna stage)")
+        adata = ad.read_h5ad(rna)
+    elif registry_name(model) == BASE_MODEL or BASELINE_MODELS[model] != "wsi":
+        raise DataError(f"{model} needs RNA (--rna): only slide-only baselines run without it")
     slides_by_patient = {str(p): list(g["slide_id"]) for p, g in sheet_df.groupby("patient_id", sort=True)}
     store = BagStore(slides_by_patient, features_dir, variant.magnifications,
                      cache_bytes=variant.feature_cache_gb * 1e9)
     data = prepare_fold(sheet_df, splits_df, fold, store, adata, task=task, cfg=variant)
     device = resolve_device(variant.device)
     log.info("%s fold %d on %s: %s", model, fold, device, variant.model_dump_json())
-    result = train_fold(data, store, variant, seed=seed, device=device, progress=progress)
+    result = train_fold(data, store, variant, seed=seed, device=device, progress=progress,
+                        model_name=model, arch=arch)
     return write_fold(result, data, store, variant, FoldPaths(Path(out_dir)), cohort=cohort,
                       model=model, seed=seed)

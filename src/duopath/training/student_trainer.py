@@ -57,18 +57,16 @@ from duopath.training.predict_fold import (
     load_checkpoint_model,
     load_teacher,
 )
+from duopath.training.selection import EpochSelector, metric_name, score_predictions
 from duopath.training.trainer import (
-    EpochSelector,
     FoldData,
     FoldResult,
     _task_loss,
     fold_seeds,
     lr_factor,
-    metric_name,
     prediction_frame,
     prepare_fold,
     resolve_device,
-    score_predictions,
 )
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ the teacher settings it trains with, so the Snakefile and the CLI agree on what 
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import math
@@ -47,6 +46,7 @@ from duopath.training.data import (
     Sample,
     collate,
     fold_genes,
+    no_genes,
     subsample_bag,
 )
 from duopath.training.losses import (
@@ -60,107 +60,11 @@ from duopath.training.losses import (
     survival_nll,
     weighted_cross_entropy,
 )
+from duopath.training.selection import EpochSelector, metric_name, score_predictions
 from duopath.training.splits import ROLES
-from duopath.training.variants import BASE_MODEL
+from duopath.training.variants import BASE_MODEL, registry_name
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class EpochSelector:
-    """Keeps the weights of the epoch with the best VALIDATION score, and counts epochs since.
-
-    One place for model selection, shared by the teacher and student trainers, so neither can
-    drift into scoring the test fold (the reference code's last-epoch-on-test defect).
-    ``select_on``: ``val_loss`` (higher score = lower loss) or ``val_metric``; a non-finite score
-    (e.g. a validation split without events) never beats a finite one.
-    """
-
-    select_on: str
-    patience: int | None
-    best_score: float = -math.inf
-    best_epoch: int = -1
-    best_state: dict | None = None
-    since_best: int = 0
-
-    def update(self, model: nn.Module, epoch: int, val_loss: float, val_metric: float) -> bool:
-        score = -val_loss if self.select_on == "val_loss" else val_metric
-        if not np.isfinite(score):
-            score = -math.inf
-        improved = score > self.best_score
-        if improved or self.best_state is None:
-            self.best_score, self.best_epoch = score, epoch
-            self.best_state = copy.deepcopy(model.state_dict())
-            self.since_best = 0
-        else:
-            self.since_best += 1
-        return improved
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience is not None and self.since_best >= self.patience
-
-    def restore(self, model: nn.Module) -> int:
-        """Load the selected weights into ``model``; return the selected epoch."""
-        if self.best_state is None:
-            raise RuntimeError("no epoch was evaluated")
-        model.load_state_dict(self.best_state)
-        return self.best_epoch
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def score_predictions(
-    task: str,
-    frame: pd.DataFrame,
-    class_names: Sequence[str] | None = None,
-    *,
-    train: Sequence[Sample] | None = None,
-    bin_edges: np.ndarray | None = None,
-) -> dict:
-    """Metrics of a prediction frame via :mod:`duopath.evaluation` (plain floats, NaN when
-    undefined, with the reasons under ``"undefined"``).
-
-    Survival: Harrell's C always; with the fold's ``train`` samples (and ``bin_edges`` for the
-    survival curves) also Uno's C, mean td-AUC and the IBS, whose censoring weights come from
-    the TRAINING patients. Classification: AUC, accuracy, balanced accuracy, macro F1,
-    sensitivity, specificity (``prob_<class>`` columns in ``class_names`` order).
-    An undefined value (no events in a small validation split, one class present) is NaN, not
-    an error.
-    """
-    from duopath.evaluation.metrics import (
-        evaluate_classification_predictions,
-        evaluate_survival_predictions,
-    )
-    from duopath.evaluation.survival import harrell_c
-
-    results: dict
-    if task == "survival":
-        if train is None:
-            results = {"c_harrell": harrell_c(frame["time"].to_numpy(float), frame["event"].to_numpy(),
-                                              frame["risk"].to_numpy(float))}
-        else:
-            results = evaluate_survival_predictions(
-                frame, [s.time for s in train], [s.event for s in train], bin_edges)
-        extra = {"n": len(frame), "n_events": int(np.nansum(frame["event"].to_numpy(float)))}
-    elif task == "classification":
-        if class_names is None:
-            raise ValueError("classification scores need class_names")
-        results = evaluate_classification_predictions(frame[["label", *[f"prob_{c}" for c in class_names]]])
-        extra = {"n": len(frame)}
-    else:
-        raise ValueError(f"task must be 'survival' or 'classification', got {task!r}")
-    out: dict = {k: float(v.value) for k, v in results.items()}
-    reasons = {k: v.reason for k, v in results.items() if not v.ok}
-    if reasons:
-        out["undefined"] = reasons
-    return {**out, **extra}
-
-
-def metric_name(task: str) -> str:
-    """The validation metric logged per epoch (and optionally used for selection)."""
-    return "c_harrell" if task == "survival" else "auc"
-
 
 # --------------------------------------------------------------------------- fold data
 
@@ -251,7 +155,10 @@ def prepare_fold(
     task: str,
     cfg: TeacherConfig,
 ) -> FoldData:
-    """Samples of one fold (see module docstring for what is fit where)."""
+    """Samples of one fold (see module docstring for what is fit where).
+
+    ``adata`` None: the cohort has no RNA; samples carry empty gene vectors (slide-only models).
+    """
     roles = fold_roles(splits, fold)
     outcomes = patient_outcomes(sheet)
     unknown = sorted({p for ps in roles.values() for p in ps} - set(outcomes.index))
@@ -260,7 +167,7 @@ def prepare_fold(
     excluded: dict[str, str] = {}
     for pid, why in store.excluded.items():
         excluded[pid] = why
-    have_rna = set(map(str, adata.obs_names))
+    have_rna = set(outcomes.index) if adata is None else set(map(str, adata.obs_names))
     for role in ROLES:
         keep = []
         for pid in roles[role]:
@@ -283,8 +190,9 @@ def prepare_fold(
                         f"({ {r: len(v) for r, v in roles.items()} })")
 
     train = roles["train"]
-    genes = fold_genes(adata, train, roles["val"] + roles["test"],
-                       [p for r in ROLES for p in roles[r]], cfg.missing_rna)
+    everyone = [p for r in ROLES for p in roles[r]]
+    genes = (no_genes(everyone) if adata is None
+             else fold_genes(adata, train, roles["val"] + roles["test"], everyone, cfg.missing_rna))
     data = FoldData(fold=fold, task=task, samples={}, genes=genes, excluded=excluded)
     tr = outcomes.loc[train]
     if task == "survival":
@@ -339,22 +247,34 @@ def lr_factor(epoch: int, *, epochs: int, warmup: int, min_ratio: float) -> floa
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def model_kwargs(cfg: TeacherConfig, data: FoldData, feature_dim: int) -> dict:
-    """Keyword arguments of ``duopath.models.Teacher`` (plain values: stored in the checkpoint)."""
-    kw = {
+def model_kwargs(cfg: TeacherConfig, data: FoldData, feature_dim: int, *, model: str = BASE_MODEL,
+                 arch: dict | None = None) -> dict:
+    """Keyword arguments of model ``model`` (plain values: stored in the checkpoint).
+
+    The teacher and its ablations take their architecture from ``cfg``; a baseline from
+    ``arch`` (``variants.baseline_kwargs``), plus the same data-dependent sizes.
+    """
+    data_kw = {
         "feature_dim": int(feature_dim),
         "n_genes_T": len(data.genes.genes_T),
         "n_genes_E": len(data.genes.genes_E),
         "n_classes": data.n_classes,
         "task": data.task,
         "magnifications": list(cfg.magnifications or []),
+    }
+    if not data_kw["magnifications"]:
+        raise ValueError("cfg.magnifications must be resolved (use variant_config)")
+    if registry_name(model) != BASE_MODEL:
+        if arch is None:
+            raise ValueError(f"baseline {model!r} needs its architecture settings (arch)")
+        return {**data_kw, **arch}
+    kw = {
+        **data_kw,
         **{k: getattr(cfg, k) for k in (
             "dim", "n_heads", "n_gene_tokens", "gene_hidden", "attention", "n_refs", "n_points",
             "n_interp", "max_offset_tiles", "gene_select_keys", "dropout", "gating",
             "gating_temperature", "disentangle")},
     }
-    if not kw["magnifications"]:
-        raise ValueError("cfg.magnifications must be resolved (use variant_config)")
     if cfg.rna_mean:
         kw["rna_mean_T"] = data.genes.train_mean_T.tolist()
         kw["rna_mean_E"] = data.genes.train_mean_E.tolist()
@@ -450,8 +370,9 @@ def prediction_frame(
         for i, c in enumerate(data.class_names):
             frame[f"prob_{c}"] = probs[:, i].astype(np.float64)
         frame["pred_label"] = [data.class_names[i] for i in probs.argmax(axis=1)]
-    for j, m in enumerate(mags):
-        frame[f"gate_{m}"] = gates[:, j].numpy().astype(np.float64)
+    if gates.shape[1] == len(mags):  # an RNA-only model has one expert and no magnification gate
+        for j, m in enumerate(mags):
+            frame[f"gate_{m}"] = gates[:, j].numpy().astype(np.float64)
     return frame
 
 
@@ -476,10 +397,13 @@ def train_fold(
     seed: int,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    model_name: str = BASE_MODEL,
+    arch: dict | None = None,
 ) -> FoldResult:
     """Train on ``data.samples["train"]``, select on ``"val"``, then predict ``"test"`` once.
 
     ``cfg`` must be a resolved variant (:func:`variant_config`): its magnifications set.
+    ``model_name``: the teacher, an ablation or a baseline (then ``arch`` holds its settings).
     """
     device = torch.device(device)
     mags = list(cfg.magnifications or [])
@@ -488,8 +412,8 @@ def train_fold(
     opt_cfg = cfg.optim
     torch_seed, seq = fold_seeds(seed, data.fold)
     torch.manual_seed(torch_seed)
-    kwargs = model_kwargs(cfg, data, store.feature_dim)
-    model = build_model(BASE_MODEL, kwargs).to(device)
+    kwargs = model_kwargs(cfg, data, store.feature_dim, model=model_name, arch=arch)
+    model = build_model(registry_name(model_name), kwargs).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -517,9 +441,9 @@ def train_fold(
             bags = [subsample_bag(store.get(s.patient_id), mags, cfg.max_tiles_train, rng) for s in chunk]
             batch = collate(chunk, bags, mags).to(device)
             out = model(batch.feats, batch.mask, batch.coords, batch.genes_T, batch.genes_E)
-            task = torch.stack([
-                _task_loss(out.logits_by_mag[m], batch.targets, batch.events, batch.times, data, cfg)
-                for m in mags
+            task = torch.stack([  # every expert (magnification, or the RNA-only model's one)
+                _task_loss(logits, batch.targets, batch.events, batch.times, data, cfg)
+                for logits in out.logits_by_mag.values()
             ]).sum()
             igc = _igc(out, batch, mags, cfg)
             loss = task if igc is None else task + igc

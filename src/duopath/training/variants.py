@@ -1,4 +1,4 @@
-"""Teacher model names and their settings (the full model and its ablations).
+"""Trained model names and their settings: the teacher, its ablations and the baselines.
 
 Kept apart from the trainer on purpose: the Snakefile needs the model list at parse time, and
 importing the trainer would import torch (~3 s) into every ``snakemake -n`` and SLURM job.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from duopath.config import TEACHER_ABLATIONS, TeacherConfig
+from duopath.config import BASELINE_MODELS, TEACHER_ABLATIONS, BaselinesConfig, TeacherConfig
 
-__all__ = ["BASE_MODEL", "model_names", "variant_config"]
+__all__ = ["BASE_MODEL", "baseline_kwargs", "baseline_names", "model_names", "registry_name",
+           "variant_config"]
 
 BASE_MODEL = "teacher"
 
@@ -34,6 +35,10 @@ def variant_config(cfg: TeacherConfig, model: str, magnifications: Sequence[str]
         ValueError: unknown model name / ablation, or a magnification the tiling lacks.
     """
     mags = list(cfg.magnifications or magnifications)
+    if model in BASELINE_MODELS:
+        # the teacher's protocol without its own losses: CGC and IGC act on T/E subspaces
+        return cfg.model_copy(update={"magnifications": mags, "cgc": False, "igc": "none",
+                                      "rna_mean": False})
     unknown = [m for m in mags if m not in magnifications]
     if unknown:
         raise ValueError(f"teacher.magnifications {unknown} are not tiled "
@@ -42,7 +47,8 @@ def variant_config(cfg: TeacherConfig, model: str, magnifications: Sequence[str]
         return cfg.model_copy(update={"magnifications": mags})
     prefix = BASE_MODEL + "_"
     if not model.startswith(prefix):
-        raise ValueError(f"model {model!r} is not the teacher or one of its ablations")
+        raise ValueError(f"model {model!r} is not the teacher, one of its ablations or a baseline "
+                         f"{list(BASELINE_MODELS)}")
     name = model[len(prefix):]
     updates: dict[str, object] = {"magnifications": mags}
     if name == "no_cgc":
@@ -61,3 +67,37 @@ def variant_config(cfg: TeacherConfig, model: str, magnifications: Sequence[str]
             f"magnification of the tiling {list(magnifications)}"
         )
     return cfg.model_copy(update=updates)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def registry_name(model: str) -> str:
+    """The ``duopath.models`` registry entry a trained model name is built from."""
+    return model if model in BASELINE_MODELS else BASE_MODEL
+
+
+def baseline_names(cfg: BaselinesConfig, *, has_rna: bool) -> tuple[list[str], dict[str, str]]:
+    """The configured baselines a cohort's data allows, and why each other one is skipped.
+
+    A cohort without RNA trains the slide-only baselines; the RNA ones are skipped with a reason
+    the report shows (DESIGN.md "Baselines": the DAG picks what the data allows and says so).
+    """
+    run, skipped = [], {}
+    for name in cfg.models:
+        if BASELINE_MODELS[name] in ("rna", "both") and not has_rna:
+            skipped[name] = "the cohort has no RNA"
+        else:
+            run.append(name)
+    return run, skipped
+
+
+def baseline_kwargs(cfg: BaselinesConfig, teacher: TeacherConfig) -> dict:
+    """Architecture keyword arguments shared by every baseline (the data-dependent ones, such as
+    feature_dim, gene counts and classes, are added by the trainer)."""
+    return {
+        **{k: getattr(cfg, k) for k in ("dim", "n_heads", "n_layers", "n_gene_tokens", "gene_hidden",
+                                        "dropout")},
+        "gating": teacher.gating,
+        "gating_temperature": teacher.gating_temperature,
+    }
