@@ -74,12 +74,12 @@ def test_killed_write_leaves_no_store_and_is_redone(cmu_slide: Path, cmu_tiles: 
         from pathlib import Path
         import duopath.encoding.extract as ex
         from duopath.config import EncoderConfig
-        real = ex._write_group
+        real = ex.write_feature_group
         def slow(*a, **k):
             real(*a, **k)
             Path({str(marker)!r}).touch()
             time.sleep(60)
-        ex._write_group = slow
+        ex.write_feature_group = slow
         ex.embed_slide(Path({str(cmu_slide)!r}), Path({str(cmu_tiles)!r}), Path({str(out)!r}),
                        EncoderConfig(num_workers=0, device="cpu"), slide_id="cmu")
     """)

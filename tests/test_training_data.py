@@ -13,7 +13,7 @@ import pytest
 import torch
 import zarr
 
-from duopath.encoding.extract import _write_group
+from duopath.encoding.extract import write_feature_group
 from duopath.training.data import (
     SLIDE_GAP_TILES,
     BagStore,
@@ -60,7 +60,7 @@ def write_store(
         rows = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "parent": parent,
                              "tissue_fraction": np.ones(len(xy)), "mpp": mpp, "tile_px": 224,
                              "size_um": 224 * mpp, "size0": SIZE0[mag]})
-        _write_group(root, mag, rows, feats.astype(np.float16))
+        write_feature_group(root, mag, rows, feats.astype(np.float16))
     return path
 
 

@@ -197,13 +197,16 @@ def embed_slide(
         root.attrs.update(attrs)
         for mag, rows in tiles.groupby("magnification", sort=False):
             index = rows.index.to_numpy()
-            _write_group(root, str(mag), rows, feats[index].astype(dtype))
+            write_feature_group(root, str(mag), rows, feats[index].astype(dtype))
     attrs["seconds"] = time.perf_counter() - t0
     log.info("%s: %d tiles -> %s in %.1f s", slide_id, len(tiles), out_store, attrs["seconds"])
     return attrs
 
 
-def _write_group(root: zarr.Group, name: str, rows: pd.DataFrame, feats: np.ndarray) -> None:
+def write_feature_group(root: zarr.Group, name: str, rows: pd.DataFrame, feats: np.ndarray) -> None:
+    """One magnification's group of a feature store: features, coords, parent, tissue fraction and
+    the tile geometry attrs (the layout ``training.data.read_slide`` reads; public so synthetic
+    stores in tests and benchmarks are written the same way)."""
     n, d = feats.shape
     chunk = max(1, min(n, CHUNK_ROWS))
     g = root.create_group(name)

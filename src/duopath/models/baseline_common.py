@@ -184,8 +184,12 @@ class AttentionMILBranch(nn.Module):
         self.proj = nn.Sequential(nn.Linear(feature_dim, dim), nn.GELU(), nn.Dropout(dropout))
         self.pool = GatedAttentionPool(dim)
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Tiles [B, N, D] (padding zeroed) → slide embedding [B, d], attention [B, 1, N]."""
+    def forward(self, x: Tensor, mask: Tensor, coords: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Tiles [B, N, D] (padding zeroed) → slide embedding [B, d], attention [B, 1, N].
+
+        ``coords`` is accepted and ignored (the pool is position-free), so every slide branch
+        takes the same arguments."""
+        del coords
         return self.pool(self.proj(x), mask)
 
 

@@ -11,7 +11,7 @@ Outputs per magnification m: ``embeddings[m]["pooled"]`` [B, d] (the head input)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -30,18 +30,16 @@ _N_PROBES = 64
 """Tiles probed per bag to estimate the tile spacing (``grid.estimate_spacing``)."""
 
 
-class ABMIL(Baseline):
-    """Ilse et al. 2018 gated-attention MIL, one expert per magnification.
+class SlideOnly(Baseline):
+    """A histology-only baseline: one ``branches[m]`` expert per magnification (tiles, mask and
+    coords → pooled [B, d], attention [B, 1, N]) and a Linear(d→C) head each; genes ignored.
+    Subclasses say which expert by defining ``_branch() -> nn.Module``."""
 
-    Tiles → Linear(D→d) + GELU + Dropout → a = softmax over real tiles of
-    wᵀ(tanh(V h) ⊙ sigmoid(U h)) → pooled = Σ a h → head Linear(d→C).
-    """
+    _branch: Callable[[], nn.Module]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.branches = nn.ModuleDict(
-            {m: AttentionMILBranch(self.feature_dim, self.dim, self.dropout) for m in self.magnifications}
-        )
+        self.branches = nn.ModuleDict({m: self._branch() for m in self.magnifications})
         self.heads = nn.ModuleDict({m: nn.Linear(self.dim, self.n_classes) for m in self.magnifications})
 
     def forward(
@@ -56,11 +54,22 @@ class ABMIL(Baseline):
         del genes_T, genes_E
         logits, embeddings, attention = {}, {}, {}
         for m in self.magnifications:
-            x, msk, _ = self._tiles(m, feats, mask, coords)
-            pooled, amap = self.branches[m](x, msk)
+            x, msk, xy = self._tiles(m, feats, mask, coords)
+            pooled, amap = self.branches[m](x, msk, xy)
             logits[m] = self.heads[m](pooled)
             embeddings[m], attention[m] = {"pooled": pooled}, {"pooled": amap}
         return self._output(logits, embeddings, attention)
+
+
+class ABMIL(SlideOnly):
+    """Ilse et al. 2018 gated-attention MIL, one expert per magnification.
+
+    Tiles → Linear(D→d) + GELU + Dropout → a = softmax over real tiles of
+    wᵀ(tanh(V h) ⊙ sigmoid(U h)) → pooled = Σ a h → head Linear(d→C).
+    """
+
+    def _branch(self) -> nn.Module:
+        return AttentionMILBranch(self.feature_dim, self.dim, self.dropout)
 
 
 @torch.no_grad()
@@ -162,7 +171,7 @@ class TransMILExpert(nn.Module):
         return self.norm(h[:, 0]), weights[..., 1:]
 
 
-class TransMIL(Baseline):
+class TransMIL(SlideOnly):
     """Shao et al. 2021 TransMIL, one expert per magnification.
 
     Tiles → Linear(D→d) + GELU + Dropout; a CLS token; ``n_layers`` pre-norm transformer layers
@@ -177,30 +186,5 @@ class TransMIL(Baseline):
     leaves the output unchanged.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.branches = nn.ModuleDict(
-            {
-                m: TransMILExpert(self.feature_dim, self.dim, self.n_heads, self.n_layers, self.dropout)
-                for m in self.magnifications
-            }
-        )
-        self.heads = nn.ModuleDict({m: nn.Linear(self.dim, self.n_classes) for m in self.magnifications})
-
-    def forward(
-        self,
-        feats: Mapping[str, Tensor],
-        mask: Mapping[str, Tensor],
-        coords: Mapping[str, Tensor],
-        genes_T: Tensor | None = None,  # noqa: N803 - T/E are the paper's subspace names
-        genes_E: Tensor | None = None,  # noqa: N803
-    ) -> ModelOutput:
-        """Run every magnification's expert and gate them (genes are ignored)."""
-        del genes_T, genes_E
-        logits, embeddings, attention = {}, {}, {}
-        for m in self.magnifications:
-            x, msk, xy = self._tiles(m, feats, mask, coords)
-            pooled, amap = self.branches[m](x, msk, xy)
-            logits[m] = self.heads[m](pooled)
-            embeddings[m], attention[m] = {"pooled": pooled}, {"pooled": amap}
-        return self._output(logits, embeddings, attention)
+    def _branch(self) -> nn.Module:
+        return TransMILExpert(self.feature_dim, self.dim, self.n_heads, self.n_layers, self.dropout)

@@ -12,16 +12,18 @@ from typing import Annotated
 
 import typer
 
+from duopath.training import cli_options as opt
+
 log = logging.getLogger(__name__)
 
 
 def train(
-    sheet: Annotated[Path, typer.Option("--sheet", help="canonical sample sheet (cohorts/*/samples.csv)")],
-    splits: Annotated[Path, typer.Option("--splits", help="split table (splits/{cohort}.csv)")],
-    features_dir: Annotated[Path, typer.Option("--features-dir", help="folder of {slide}.zarr stores")],
-    fold: Annotated[int, typer.Option("--fold", help="outer fold (0-based)")],
+    sheet: opt.Sheet,
+    splits: opt.Splits,
+    features_dir: opt.FeaturesDir,
+    fold: opt.Fold,
     settings: Annotated[str, typer.Option("--settings", help="JSON of the `teacher:` config section")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="results/{cohort}/{model}/fold{k}")],
+    out_dir: opt.OutDir,
     rna: Annotated[
         Path | None, typer.Option("--rna", help="RNA AnnData (rna/{cohort}.h5ad); omit for a cohort "
                                   "without RNA (slide-only baselines)")
@@ -32,26 +34,21 @@ def train(
     baseline_settings: Annotated[
         str | None, typer.Option("--baseline-settings", help="JSON of the `baselines:` config section")
     ] = None,
-    task: Annotated[str, typer.Option("--task", help="survival | classification")] = "survival",
+    task: opt.Task = "survival",
     magnifications: Annotated[
         str, typer.Option("--magnifications", help="tiled magnifications, coarse to fine (comma list)")
     ] = "10x,20x",
-    seed: Annotated[int, typer.Option("--seed", help="training seed (training.seed)")] = 1337,
-    cohort: Annotated[str, typer.Option("--cohort", help="cohort name, recorded in metrics.json")] = "",
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = default)")] = 0,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    seed: opt.Seed = 1337,
+    cohort: opt.Cohort = "",
+    threads: opt.Threads = 0,
+    progress: opt.Progress = True,
 ) -> None:
     """Train one model on one fold; write checkpoint, log, predictions and metrics."""
     from duopath.config import BaselinesConfig, TeacherConfig
     from duopath.training.data import DataError
     from duopath.training.predict_fold import run_fold
 
-    if task not in ("survival", "classification"):
-        raise typer.BadParameter(f"--task must be survival or classification, got {task!r}")
-    if threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)
+    opt.check_task_and_threads(task, threads)
     cfg = TeacherConfig.model_validate_json(settings)
     baselines = None
     if baseline_settings is not None:

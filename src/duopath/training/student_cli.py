@@ -12,38 +12,35 @@ from typing import Annotated
 
 import typer
 
+from duopath.training import cli_options as opt
+
 log = logging.getLogger(__name__)
 
 
 def train_student(
-    sheet: Annotated[Path, typer.Option("--sheet", help="canonical sample sheet (cohorts/*/samples.csv)")],
-    splits: Annotated[Path, typer.Option("--splits", help="split table (splits/{cohort}.csv)")],
+    sheet: opt.Sheet,
+    splits: opt.Splits,
     rna: Annotated[Path, typer.Option("--rna", help="RNA AnnData: the teacher's inputs for the targets")],
-    features_dir: Annotated[Path, typer.Option("--features-dir", help="folder of {slide}.zarr stores")],
+    features_dir: opt.FeaturesDir,
     teacher: Annotated[Path, typer.Option("--teacher", help="the same fold's teacher checkpoint.pt")],
-    fold: Annotated[int, typer.Option("--fold", help="outer fold (0-based)")],
+    fold: opt.Fold,
     settings: Annotated[str, typer.Option("--settings", help="JSON of the `student:` config section")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="results/{cohort}/{task}/{model}/fold{k}")],
+    out_dir: opt.OutDir,
     model: Annotated[str, typer.Option("--model", help="student | student_nokd")] = "student",
-    task: Annotated[str, typer.Option("--task", help="survival | classification")] = "survival",
-    seed: Annotated[int, typer.Option("--seed", help="training seed (training.seed)")] = 1337,
-    cohort: Annotated[str, typer.Option("--cohort", help="cohort name, recorded in metrics.json")] = "",
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = default)")] = 0,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    task: opt.Task = "survival",
+    seed: opt.Seed = 1337,
+    cohort: opt.Cohort = "",
+    threads: opt.Threads = 0,
+    progress: opt.Progress = True,
 ) -> None:
     """Train the histology-only student (with or without SKD) on one fold; write its outputs."""
     from duopath.config import StudentConfig
     from duopath.training.data import DataError
     from duopath.training.student_trainer import STUDENT_MODELS, run_student_fold
 
-    if task not in ("survival", "classification"):
-        raise typer.BadParameter(f"--task must be survival or classification, got {task!r}")
+    opt.check_task_and_threads(task, threads)
     if model not in STUDENT_MODELS:
         raise typer.BadParameter(f"--model must be one of {STUDENT_MODELS}, got {model!r}")
-    if threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)
     cfg = StudentConfig.model_validate_json(settings)
     try:
         metrics = run_student_fold(sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
