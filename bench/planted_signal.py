@@ -10,7 +10,9 @@ minutes through the SAME code the DAG runs (``run_fold``, ``run_student_fold``, 
 * per patient a tumour factor t and a microenvironment factor e ~ N(0, 1);
 * tiles on a real grid: tumour-like with probability sigmoid(1.5 t), otherwise stroma that is
   immune-rich with probability sigmoid(1.5 e); a tile's feature is its type's prototype plus
-  noise (``--feature-noise``), its 20x children add their own noise;
+  noise (``--feature-noise``), its 20x children add their own noise; ``--immune-contrast``
+  (< 1) moves the immune-rich prototype towards plain stroma, so that the TME factor is faint
+  in histology but clear in RNA;
 * RNA: tumour genes = t · loading + noise, TME genes = e · loading + noise;
 * hazard ∝ exp(0.8 t − 0.8 e) (Weibull), ~25 % censored; label = high grade when t + 0.5 e
   exceeds its median.
@@ -61,13 +63,16 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
 
 
-def write_cohort(root: Path, n: int, seed: int, noise: float) -> dict:
+def write_cohort(root: Path, n: int, seed: int, noise: float, immune_contrast: float) -> dict:
     """Feature stores, sample sheet, RNA AnnData and outcome of the planted cohort."""
     import anndata as ad
 
     rng = np.random.default_rng(seed)
     t, e = rng.normal(size=n), rng.normal(size=n)
     proto = rng.normal(size=(3, D)) * 1.5  # tumour, plain stroma, immune-rich stroma
+    # how far immune-rich stroma sits from plain stroma: < 1 makes the TME factor hard to see in
+    # the tiles while the RNA still carries it (the case a multi-modal teacher is for)
+    proto[2] = proto[1] + immune_contrast * (proto[2] - proto[1])
     feats_dir = root / "features"
     feats_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -107,6 +112,14 @@ def write_cohort(root: Path, n: int, seed: int, noise: float) -> dict:
             "sites": dict(zip(sheet["patient_id"], sheet["site"], strict=True))}
 
 
+def read_cohort(root: Path) -> dict:
+    """The paths and strata of a cohort ``write_cohort`` wrote into ``root`` before."""
+    sheet = pd.read_csv(root / "samples.csv", dtype={"patient_id": str})
+    return {"sheet": root / "samples.csv", "rna": root / "rna.h5ad", "features": root / "features",
+            "stratum": dict(zip(sheet["patient_id"], sheet["event"].astype(str), strict=True)),
+            "sites": dict(zip(sheet["patient_id"], sheet["site"], strict=True))}
+
+
 def write_store(path: Path, slide_id: str, tiles10: np.ndarray, f10: np.ndarray, f20: np.ndarray) -> None:
     """A feature store in the extractor's layout (10x tiles and their 2×2 20x children)."""
     root = zarr.open_group(str(path), mode="w")
@@ -131,22 +144,37 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--task", choices=["survival", "classification"], default="survival")
     ap.add_argument("--feature-noise", type=float, default=1.0)
+    ap.add_argument("--immune-contrast", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", default=",".join(TEACHERS + BASELINES + STUDENTS),
+                    help="comma list; students reuse the work dir's teacher checkpoints when "
+                    "'teacher' is not listed")
+    ap.add_argument("--student-settings", default="{}",
+                    help="JSON merged into the config's student: section (e.g. a KD weight sweep)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/duopath_planted"))
     ap.add_argument("--out", type=Path, default=None,
                     help="default: bench/results/planted_signal_{task}.json")
     args = ap.parse_args()
-    args.out = args.out or REPO / f"bench/results/planted_signal_{args.task}.json"
+    tag = "" if args.immune_contrast == 1.0 else f"_contrast{args.immune_contrast:g}"
+    args.out = args.out or REPO / f"bench/results/planted_signal_{args.task}{tag}.json"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("duopath", "duopath.training", "duopath.training.trainer"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     teacher = TeacherConfig.model_validate({**cfg["teacher"], "device": "cpu"})
-    student = StudentConfig.model_validate({**cfg["student"], "device": "cpu"})
+    student = StudentConfig.model_validate({**cfg["student"], "device": "cpu",
+                                            **json.loads(args.student_settings)})
+    wanted = [m for m in args.models.split(",") if m]
+    unknown = sorted(set(wanted) - set(TEACHERS + BASELINES + STUDENTS))
+    if unknown:
+        raise SystemExit(f"--models: unknown {unknown}")
     baselines = BaselinesConfig.model_validate(cfg.get("baselines", {}))
     t0 = time.perf_counter()
-    c = write_cohort(args.work, args.patients, args.seed, args.feature_noise)
+    if "teacher" in wanted or not (args.work / "samples.csv").exists():
+        c = write_cohort(args.work, args.patients, args.seed, args.feature_noise, args.immune_contrast)
+    else:  # the same cohort again (students against the teachers already trained there)
+        c = read_cohort(args.work)
     patients = pd.DataFrame({"patient_id": list(c["stratum"]), "site": list(c["sites"].values()),
                              "stratum": list(c["stratum"].values())})
     splits, _ = make_splits(patients, folds=args.folds, val_fraction=0.2, seed=args.seed, site_disjoint="no")
@@ -159,12 +187,12 @@ def main() -> None:
     common = dict(sheet=c["sheet"], splits=splits_path, rna=c["rna"], features_dir=c["features"],
                   task=args.task, seed=args.seed, cohort="planted", progress=False)
     for k in range(args.folds):
-        for model in TEACHERS + BASELINES:
+        for model in [m for m in TEACHERS + BASELINES if m in wanted]:
             out = args.work / "results" / model / f"fold{k}"
             m = run_fold(fold=k, model=model, cfg=teacher, baselines=baselines, tiled_magnifications=MAGS,
                          out_dir=out, **common)
             scores.setdefault(model, []).append(m["test"][metric])
-        for model in STUDENTS:
+        for model in [m for m in STUDENTS if m in wanted]:
             out = args.work / "results" / model / f"fold{k}"
             m = run_student_fold(fold=k, model=model, cfg=student, out_dir=out,
                                  teacher_checkpoint=args.work / "results/teacher" / f"fold{k}/checkpoint.pt",
@@ -177,11 +205,15 @@ def main() -> None:
                    "folds": [float(x) for x in v]} for m, v in scores.items()}
     pairs = {}
     for a, b in PAIRS:
+        if a not in scores or b not in scores:
+            continue
         d = np.asarray(scores[a]) - np.asarray(scores[b])
         pairs[f"{a} - {b}"] = {"mean": float(d.mean()), "folds_a_better": int((d > 0).sum()),
                                "folds": len(d)}
     result = {"task": args.task, "metric": metric, "patients": args.patients, "folds": args.folds,
-              "feature_noise": args.feature_noise, "seed": args.seed, "seconds": time.perf_counter() - t0,
+              "student_settings": json.loads(args.student_settings),
+              "feature_noise": args.feature_noise, "immune_contrast": args.immune_contrast,
+              "seed": args.seed, "seconds": time.perf_counter() - t0,
               "models": summary, "paired": pairs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
