@@ -117,3 +117,27 @@ def test_cli_refuses_with_exit_code_one(tmp_path: Path) -> None:
                                    str(tmp_path / "out")])
     assert res.exit_code == 1
     assert not (tmp_path / "out" / "prediction.json").exists()
+
+
+@pytest.mark.slow
+def test_predict_pools_a_patients_slides_and_paints_each(tmp_path: Path) -> None:
+    """Two slides of one patient: one prediction on the pooled bag (as training pools them), one
+    set of heatmaps per slide; the same slide twice under other names doubles the tiles."""
+    import shutil
+
+    tiny_student(tmp_path / "checkpoint.pt")
+    a, b = tmp_path / "a.svs", tmp_path / "b.svs"
+    shutil.copy(SLIDE, a)
+    shutil.copy(SLIDE, b)
+    one = predict_slide(a, tmp_path, tmp_path / "one")
+    two = predict_slide([a, b], tmp_path, tmp_path / "two")
+    assert [s["slide"] for s in two["slides"]] == [str(a), str(b)]
+    for m in ("10x", "20x"):
+        assert two["n_tiles"][m] == 2 * one["n_tiles"][m] == 2 * two["slides"][1]["n_tiles"][m]
+    assert np.isfinite(two["risk"])
+    for stem in ("a", "b"):
+        for name in ("omega_20x", "clusters_10x"):
+            assert (tmp_path / "two" / two["heatmaps"][f"{name}_{stem}"]).exists()
+    assert "omega_20x" in one["heatmaps"]  # a single slide keeps the short names
+    with pytest.raises(PredictError, match="distinct file names"):
+        predict_slide([a, a], tmp_path, tmp_path / "dup")

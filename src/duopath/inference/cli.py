@@ -1,4 +1,5 @@
-"""``duopath predict SLIDE --model DIR --out DIR``: a trained student applied to one new slide.
+"""``duopath predict SLIDE [SLIDE ...] --model DIR --out DIR``: a trained student applied to a new
+patient's slide(s).
 
 Registered in the main app by ``app.command("predict")(predict)`` (``duopath.cli``). Heavy
 imports happen inside the function so ``duopath --help`` stays instant.
@@ -16,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def predict(
-    slide: Annotated[Path, typer.Argument(help="whole-slide image (any OpenSlide format)")],
+    slides: Annotated[list[Path], typer.Argument(
+        help="whole-slide image(s) of ONE patient (any OpenSlide format); several are pooled")],
     model: Annotated[Path, typer.Option("--model", help="results/{cohort}/{task}/student/fold{k} "
                                         "(or its checkpoint.pt)")],
     out: Annotated[Path, typer.Option("--out", help="output folder (prediction.json, heatmaps)")],
@@ -27,7 +29,7 @@ def predict(
         "against the model); default: the model's own tiling and encoder")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N")] = "cpu",
 ) -> None:
-    """Segment, tile, embed and predict one slide with a trained student; write JSON + heatmaps."""
+    """Segment, tile, embed and predict a patient's slide(s) with a trained student; write JSON + heatmaps."""
     import json
 
     from duopath.inference.predict import PredictError, PredictSettings, predict_slide
@@ -45,7 +47,7 @@ def predict(
             encoder=EncoderConfig.model_validate(raw["encoder"]) if raw.get("encoder") else None,
         )
     try:
-        result = predict_slide(slide, model, out, mpp=mpp, settings=settings, device=device)
+        result = predict_slide(slides, model, out, mpp=mpp, settings=settings, device=device)
     except PredictError as err:
         logging.getLogger("duopath").error("%s", err)
         raise typer.Exit(code=1) from err

@@ -1,8 +1,10 @@
-"""``duopath predict``: one slide → the student's prediction, heatmaps and a JSON with everything.
+"""``duopath predict``: a patient's slide(s) → the student's prediction, heatmaps and a JSON.
 
-A clinic has only the slide. This runs the pipeline's own stages on it — ``segment_slide`` →
-``tile_slide`` → ``embed_slide`` (the functions the DAG runs, not a re-implementation) — with the
-settings the model was trained on, read from the student checkpoint, then the student.
+A clinic has only the slide (or a few slides of one patient: they are pooled into one bag the
+way training pooled a patient's slides, and predicted once). This runs the pipeline's own
+stages on each — ``segment_slide`` → ``tile_slide`` → ``embed_slide`` (the functions the DAG
+runs, not a re-implementation) — with the settings the model was trained on, read from the
+student checkpoint, then the student.
 
 Why it refuses rather than adapts: a student applied to features of another encoder (or the
 same encoder with other weights), or to tiles of another physical size, outputs numbers that
@@ -11,7 +13,8 @@ magnification must match what the caller's settings produce, and a slide without
 header needs ``--mpp`` (never a silent default).
 
 Outputs in ``out_dir``: ``prediction.json``, ``heatmap_omega_{mag}.png`` (token importance ω),
-``heatmap_clusters_{mag}.png`` (DPC-KNN prototype assignment) over the slide thumbnail, and the
+``heatmap_clusters_{mag}.png`` (DPC-KNN prototype assignment) over the slide thumbnail (with a
+``_{slide}`` suffix per slide when several are given), and the
 intermediate files under ``work/`` (mask, QC thumbnail, tiles, feature store) for inspection.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +87,7 @@ def check_encoder(ckpt: dict, requested: EncoderConfig | None) -> EncoderConfig:
 
 
 def predict_slide(
-    slide: Path | str,
+    slide: Path | str | Sequence[Path | str],
     model: Path | str,
     out_dir: Path | str,
     *,
@@ -91,7 +95,13 @@ def predict_slide(
     settings: PredictSettings | None = None,
     device: str = "cpu",
 ) -> dict:
-    """Run the whole chain on one slide and write the outputs (module docstring); returns the JSON."""
+    """Run the whole chain on one patient's slide(s) and write the outputs (module docstring).
+
+    Several slides of one patient are pooled into one bag exactly as training pooled them
+    (``training.data.pool_slides``: side by side, one prediction), and each gets its own
+    heatmaps (``heatmap_{map}_{mag}_{slide}.png``; a single slide keeps ``heatmap_{map}_{mag}.png``).
+    ``mpp`` (level-0 µm/px) applies to every slide. Returns the JSON.
+    """
     import zarr
 
     from duopath.encoding.extract import embed_slide
@@ -99,46 +109,59 @@ def predict_slide(
     from duopath.report.heatmaps import paint_maps, slide_thumbnail, student_maps
     from duopath.slides.reader import SlideError, open_slide
     from duopath.slides.stages import segment_slide, tile_slide
-    from duopath.training.data import read_slide
+    from duopath.training.data import pool_slides, read_slide
     from duopath.training.losses import hazards_from_logits, risk_from_hazards
     from duopath.training.predict_fold import _json_ready
     from duopath.training.student_trainer import load_student
 
     t0 = time.perf_counter()
-    slide, out_dir = Path(slide), Path(out_dir)
+    slides = [Path(slide)] if isinstance(slide, (str, Path)) else [Path(p) for p in slide]
+    out_dir = Path(out_dir)
+    if not slides:
+        raise PredictError("no slide given")
+    stems = [p.stem for p in slides]
+    if len(set(stems)) != len(stems):
+        raise PredictError(f"slides must have distinct file names (their outputs are named by them): {stems}")
     settings = settings or PredictSettings()
     ckpt_path = _checkpoint_path(Path(model))
     student, ckpt = load_student(ckpt_path, device)
     tiling = resolve_tiling(ckpt, settings.tiling)
     enc_cfg = check_encoder(ckpt, settings.encoder).model_copy(update={"device": device})
-    if not slide.exists():
-        raise PredictError(f"slide {slide} does not exist")
-    try:
-        with open_slide(slide, mpp) as s:
-            slide_mpp = s.mpp
-    except SlideError as err:
-        raise PredictError(f"{err}; pass --mpp (level-0 µm/px) if the header lacks it") from err
+    slide_mpps = []
+    for path in slides:
+        if not path.exists():
+            raise PredictError(f"slide {path} does not exist")
+        try:
+            with open_slide(path, mpp) as s:
+                slide_mpps.append(s.mpp)
+        except SlideError as err:
+            raise PredictError(f"{err}; pass --mpp (level-0 µm/px) if the header lacks it") from err
     encoder = load_encoder(enc_cfg.name, enc_cfg.weights, device=device)
     if encoder.weights_id != ckpt["weights_id"]:
         raise PredictError(f"the model was trained on {ckpt['encoder']} weights {ckpt['weights_id']}, "
                            f"the encoder here loads {encoder.weights_id}: use the same weights file")
 
     work = out_dir / "work"
-    sid = slide.stem
-    mask_png, mask_json, qc = work / f"{sid}.mask.png", work / f"{sid}.mask.json", work / f"{sid}.qc.jpg"
-    segment_slide(slide, sid, settings.segmentation, mask_png=mask_png, mask_json=mask_json, qc_image=qc,
-                  mpp_override=mpp, on_error="fail")
-    tiles_path = work / f"{sid}.tiles.parquet"
-    tiles = tile_slide(mask_png, mask_json, tiling, tiles_out=tiles_path)
     mags = list(ckpt["magnifications"])
-    missing = [m for m in mags if not (tiles["magnification"] == m).any()]
-    if missing:
-        raise PredictError(f"slide {slide}: no {missing} tiles with enough tissue "
-                           f"(min_tissue_fraction {tiling.min_tissue_fraction})")
-    store = work / f"{sid}.zarr"
-    embed_slide(slide, tiles_path, store, enc_cfg, slide_id=sid, mpp_override=mpp, encoder=encoder)
+    stores, masks, per_slide = [], [], []
+    for path in slides:
+        sid = path.stem
+        mask_png, mask_json, qc = work / f"{sid}.mask.png", work / f"{sid}.mask.json", work / f"{sid}.qc.jpg"
+        segment_slide(path, sid, settings.segmentation, mask_png=mask_png, mask_json=mask_json,
+                      qc_image=qc, mpp_override=mpp, on_error="fail")
+        tiles_path = work / f"{sid}.tiles.parquet"
+        tiles = tile_slide(mask_png, mask_json, tiling, tiles_out=tiles_path)
+        missing = [m for m in mags if not (tiles["magnification"] == m).any()]
+        if missing:
+            raise PredictError(f"slide {path}: no {missing} tiles with enough tissue "
+                               f"(min_tissue_fraction {tiling.min_tissue_fraction})")
+        store = work / f"{sid}.zarr"
+        embed_slide(path, tiles_path, store, enc_cfg, slide_id=sid, mpp_override=mpp, encoder=encoder)
+        stores.append(store)
+        masks.append((mask_json, qc))
+        per_slide.append(read_slide(store, mags))
 
-    bags = read_slide(store, mags)
+    bags = per_slide[0] if len(per_slide) == 1 else pool_slides(per_slide, mags)
     feats = {m: torch.as_tensor(np.asarray(bags[m].feats, np.float32))[None].to(device) for m in mags}
     coords = {m: torch.as_tensor(bags[m].coords)[None].to(device) for m in mags}
     mask = {m: torch.ones(1, feats[m].shape[1], dtype=torch.bool, device=device) for m in mags}
@@ -147,7 +170,10 @@ def predict_slide(
     logits = out.logits.float().cpu()
 
     result: dict = {
-        "slide": str(slide), "slide_mpp": slide_mpp, "mpp_source": "--mpp" if mpp is not None else "header",
+        "slide": str(slides[0]), "slide_mpp": slide_mpps[0],
+        "slides": [{"slide": str(p), "slide_mpp": m_, "n_tiles": {m: len(b[m]) for m in mags}}
+                   for p, m_, b in zip(slides, slide_mpps, per_slide, strict=True)],
+        "mpp_source": "--mpp" if mpp is not None else "header",
         "model": str(ckpt_path), "variant": ckpt.get("variant"), "fold": ckpt.get("fold"),
         "task": ckpt["task"], "encoder": ckpt["encoder"], "weights_id": ckpt["weights_id"],
         "tiling": ckpt["tiling"], "n_tiles": {m: int(feats[m].shape[1]) for m in mags},
@@ -169,23 +195,29 @@ def predict_slide(
         result.update(probabilities=dict(zip(names, probs, strict=True)),
                       predicted_class=names[int(np.argmax(probs))])
 
-    thumb, s_mpp, t_mpp = slide_thumbnail(mask_json, qc)
-    root = zarr.open_group(str(store), mode="r")
     heatmaps = {}
-    for m in mags:
-        xy = np.asarray(root[m]["coords"][:], dtype=float)
-        size0 = float(root[m].attrs["size0"])
-        maps = student_maps(out.tile_weights[m][0].float().cpu().numpy(), out.clusters[m][0].cpu().numpy(),
-                            int(ckpt["model_kwargs"]["n_prototypes"]))
-        for name, image in paint_maps(thumb, xy, size0, maps, s_mpp, t_mpp).items():
-            path = out_dir / f"heatmap_{name}_{m}.png"
-            write_image(path, image)
-            heatmaps[f"{name}_{m}"] = path.name
+    for k, (path, store, (mask_json, qc)) in enumerate(zip(slides, stores, masks, strict=True)):
+        thumb, s_mpp, t_mpp = slide_thumbnail(mask_json, qc)
+        root = zarr.open_group(str(store), mode="r")
+        suffix = "" if len(slides) == 1 else f"_{path.stem}"
+        for m in mags:
+            rows = np.flatnonzero(np.asarray(bags[m].slide) == k)  # this slide's tiles, store order
+            xy = np.asarray(root[m]["coords"][:], dtype=float)
+            if len(rows) != len(xy):
+                raise PredictError(f"slide {path}: {len(rows)} pooled {m} tiles vs {len(xy)} in its store")
+            size0 = float(root[m].attrs["size0"])
+            maps = student_maps(out.tile_weights[m][0, rows].float().cpu().numpy(),
+                                out.clusters[m][0, rows].cpu().numpy(),
+                                int(ckpt["model_kwargs"]["n_prototypes"]))
+            for name, image in paint_maps(thumb, xy, size0, maps, s_mpp, t_mpp).items():
+                out_path = out_dir / f"heatmap_{name}_{m}{suffix}.png"
+                write_image(out_path, image)
+                heatmaps[f"{name}_{m}{suffix}"] = out_path.name
     result["heatmaps"] = heatmaps
     result["seconds"] = time.perf_counter() - t0
     # JSON has no Infinity (the last time-bin edge): non-finite numbers become null.
     result = _json_ready(result)
     write_json(out_dir / "prediction.json", result)
-    log.info("%s: %s in %.1f s", slide, {k: result[k] for k in ("risk", "risk_group", "predicted_class")
-                                        if k in result}, result["seconds"])
+    shown = {k: result[k] for k in ("risk", "risk_group", "predicted_class") if k in result}
+    log.info("%s: %s in %.1f s", ", ".join(map(str, slides)), shown, result["seconds"])
     return result
