@@ -17,7 +17,7 @@ Outputs per expert k: ``embeddings[k]["pooled"]`` [B, d] is the head input; fusi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -90,9 +90,12 @@ class GatedKroneckerFusion(nn.Module):
 
 
 class _LateFusion(Baseline):
-    """ABMIL histology branch per magnification ⊕ shared SNN gene branch → fusion → head."""
+    """ABMIL histology branch per magnification ⊕ shared SNN gene branch → fusion → head.
+
+    Subclasses say how the two embeddings are fused by defining ``_fusion() -> nn.Module``."""
 
     uses_rna = True
+    _fusion: Callable[[], nn.Module]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -103,9 +106,6 @@ class _LateFusion(Baseline):
         )
         self.fuse = nn.ModuleDict({m: self._fusion() for m in self.magnifications})
         self.heads = nn.ModuleDict({m: nn.Linear(self.dim, self.n_classes) for m in self.magnifications})
-
-    def _fusion(self) -> nn.Module:
-        raise NotImplementedError
 
     def forward(
         self,
