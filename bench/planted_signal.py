@@ -14,8 +14,8 @@ minutes through the SAME code the DAG runs (``run_fold``, ``run_student_fold``, 
   (< 1) moves the immune-rich prototype towards plain stroma, so that the TME factor is faint
   in histology but clear in RNA;
 * RNA: tumour genes = t · loading + noise, TME genes = e · loading + noise;
-* hazard ∝ exp(0.8 t − 0.8 e) (Weibull), ~25 % censored; label = high grade when t + 0.5 e
-  exceeds its median.
+* hazard ∝ exp(0.8 t − w e) (Weibull; w = ``--hazard-e``, 0.8 by default), ~25 % censored;
+  label = high grade when t + 0.5 e exceeds its median.
 
 Prints and writes ``bench/results/planted_signal_{task}.json``: per model the test C-index (or AUC)
 per fold, mean ± std, and paired differences (mean, and in how many folds A > B) for the
@@ -63,7 +63,8 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
 
 
-def write_cohort(root: Path, n: int, seed: int, noise: float, immune_contrast: float) -> dict:
+def write_cohort(root: Path, n: int, seed: int, noise: float, immune_contrast: float,
+                 hazard_e: float = 0.8) -> dict:
     """Feature stores, sample sheet, RNA AnnData and outcome of the planted cohort."""
     import anndata as ad
 
@@ -88,7 +89,7 @@ def write_cohort(root: Path, n: int, seed: int, noise: float, immune_contrast: f
         f20 = np.repeat(f10, 4, axis=0) + noise * rng.normal(size=(4 * len(ij), D))
         write_store(feats_dir / f"{sid}.zarr", sid, tiles10, f10, f20)
         rows.append({"patient_id": pid, "slide_id": sid, "slide_path": f"{sid}.svs", "site": f"S{i % 5}"})
-    lp = 0.8 * t - 0.8 * e
+    lp = 0.8 * t - hazard_e * e
     event_time = (-np.log(rng.random(n)) / np.exp(lp)) ** (1 / 1.5) * 30
     censor = rng.uniform(10, 120, n)
     time_, event = np.minimum(event_time, censor), (event_time <= censor).astype(int)
@@ -145,6 +146,9 @@ def main() -> None:
     ap.add_argument("--task", choices=["survival", "classification"], default="survival")
     ap.add_argument("--feature-noise", type=float, default=1.0)
     ap.add_argument("--immune-contrast", type=float, default=1.0)
+    ap.add_argument("--hazard-e", type=float, default=0.8,
+                    help="weight of the TME factor in the hazard (0: the E genes carry no outcome "
+                    "signal, only noise the E subspace can overfit)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default=",".join(TEACHERS + BASELINES + STUDENTS),
                     help="comma list; students reuse the work dir's teacher checkpoints when "
@@ -172,7 +176,8 @@ def main() -> None:
     baselines = BaselinesConfig.model_validate(cfg.get("baselines", {}))
     t0 = time.perf_counter()
     if "teacher" in wanted or not (args.work / "samples.csv").exists():
-        c = write_cohort(args.work, args.patients, args.seed, args.feature_noise, args.immune_contrast)
+        c = write_cohort(args.work, args.patients, args.seed, args.feature_noise, args.immune_contrast,
+                         args.hazard_e)
     else:  # the same cohort again (students against the teachers already trained there)
         c = read_cohort(args.work)
     patients = pd.DataFrame({"patient_id": list(c["stratum"]), "site": list(c["sites"].values()),
@@ -213,6 +218,7 @@ def main() -> None:
     result = {"task": args.task, "metric": metric, "patients": args.patients, "folds": args.folds,
               "student_settings": json.loads(args.student_settings),
               "feature_noise": args.feature_noise, "immune_contrast": args.immune_contrast,
+              "hazard_e": args.hazard_e,
               "seed": args.seed, "seconds": time.perf_counter() - t0,
               "models": summary, "paired": pairs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
