@@ -16,3 +16,18 @@ def cmu_slide() -> Path:
     path = Path(str(files("duopath") / "data" / "slides" / "CMU-1-Small-Region.svs"))
     assert path.exists(), f"package data missing: {path}"
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one torch thread is as fast, and far faster when other jobs share the cores.
+
+    Modules of small-model tests ask for it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``; the count is restored after.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

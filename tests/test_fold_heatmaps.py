@@ -30,6 +30,8 @@ from duopath.report.heatmaps import read_thumbnail
 from duopath.training.predict_fold import CHECKPOINT_FORMAT
 from duopath.training.student_trainer import checkpoint_payload
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SLIDE = Path(duopath.__file__).parent / "data" / "slides" / "CMU-1-Small-Region.svs"
 MAGS = ["10x", "20x"]
 N_T, N_E = 3, 2
@@ -218,10 +220,3 @@ def test_patient_choice_is_deterministic() -> None:
     assert chosen == [("c", "most confident x #1"), ("b", "most confident y #1"),
                       ("d", "most confident x #2"), ("a", "most confident x #3")]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

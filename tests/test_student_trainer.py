@@ -23,6 +23,8 @@ from duopath.training.data import DataError
 from duopath.training.predict_fold import load_teacher, run_fold
 from duopath.training.student_trainer import load_student, run_student_fold
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def student_cfg(**kw: object) -> StudentConfig:
     optim = OptimConfig(epochs=3, batch_size=6, lr=3e-3, warmup_epochs=0, patience=None, eval_batch_size=16)
@@ -126,13 +128,6 @@ def test_cli_function(cohort: dict, teacher_dir: Path, tmp_path: Path) -> None: 
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["model"] == "student_nokd" and m["fold"] == 0 and "c_harrell" in m["test"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_in_memory_teacher_frozen_during_distillation(cohort: dict, teacher_dir: Path) -> None:  # noqa: F811

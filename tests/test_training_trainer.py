@@ -33,6 +33,8 @@ from duopath.training.trainer import (
 )
 from duopath.training.variants import model_names, variant_config
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MAGS = ["10x", "20x"]
 N_PATIENTS = 48
 N_T, N_E = 6, 5
@@ -372,11 +374,3 @@ def test_cli_train_function(cohort: dict, tmp_path: Path) -> None:
     assert m["model"] == "teacher_no_igc" and m["fold"] == 2
     assert {"c_harrell", "c_uno", "td_auc_mean", "ibs"} <= set(m["test"])
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one thread is as fast, and far faster when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
