@@ -14,8 +14,15 @@ minutes through the SAME code the DAG runs (``run_fold``, ``run_student_fold``, 
   (< 1) moves the immune-rich prototype towards plain stroma, so that the TME factor is faint
   in histology but clear in RNA;
 * RNA: tumour genes = t · loading + noise, TME genes = e · loading + noise;
-* hazard ∝ exp(0.8 t − w e) (Weibull; w = ``--hazard-e``, 0.8 by default), ~25 % censored;
-  label = high grade when t + 0.5 e exceeds its median.
+* optionally (``--fine-signal f`` > 0) a nuclear-atypia factor a ~ N(0, 1) that only 20x can
+  see: the 20x children of tumour tiles carry ``a`` along their own direction while the 10x
+  tile (a coarser view, nuclei below its resolution) does not, and RNA does not carry it;
+* hazard ∝ exp(0.8 t − w e + f a) (Weibull; w = ``--hazard-e``, 0.8 by default), ~25 %
+  censored; label = high grade when t + 0.5 e + f a exceeds its median.
+
+``--seeds N`` repeats everything on N independently drawn cohorts (new factors, prototypes,
+splits and training seeds), so paired comparisons rest on N × folds test folds; each paired
+line then carries a one-sided sign test and a Wilcoxon signed-rank p-value.
 
 Prints and writes ``bench/results/planted_signal_{task}.json``: per model the test C-index (or AUC)
 per fold, mean ± std, and paired differences (mean, and in how many folds A > B) for the
@@ -49,12 +56,12 @@ D = 64
 SLIDE_MPP = 0.5
 MAGS = ["10x", "20x"]
 TEACHERS = ["teacher", "teacher_no_cgc", "teacher_no_igc", "teacher_one_group", "teacher_rna_mean",
-            "teacher_10x"]
+            "teacher_10x", "teacher_20x"]
 BASELINES = ["abmil", "transmil", "snn"]
 STUDENTS = ["student", "student_nokd"]
 PAIRS = [("teacher", m) for m in TEACHERS[1:]] + [
     ("student", "student_nokd"), ("student", "abmil"), ("student", "transmil"),
-    ("student_nokd", "abmil"), ("teacher", "snn"),
+    ("student_nokd", "abmil"), ("teacher", "snn"), ("teacher_20x", "teacher_10x"),
 ]
 log = logging.getLogger("bench.planted")
 
@@ -64,12 +71,15 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray:
 
 
 def write_cohort(root: Path, n: int, seed: int, noise: float, immune_contrast: float,
-                 hazard_e: float = 0.8) -> dict:
+                 hazard_e: float = 0.8, fine_signal: float = 0.0) -> dict:
     """Feature stores, sample sheet, RNA AnnData and outcome of the planted cohort."""
     import anndata as ad
 
     rng = np.random.default_rng(seed)
     t, e = rng.normal(size=n), rng.normal(size=n)
+    # its own stream, so the other draws (and earlier results) do not depend on --fine-signal
+    fine_rng = np.random.default_rng([seed, 1])
+    atypia, atypia_dir = fine_rng.normal(size=n), fine_rng.normal(size=D) * 1.5
     proto = rng.normal(size=(3, D)) * 1.5  # tumour, plain stroma, immune-rich stroma
     # how far immune-rich stroma sits from plain stroma: < 1 makes the TME factor hard to see in
     # the tiles while the RNA still carries it (the case a multi-modal teacher is for)
@@ -87,13 +97,15 @@ def write_cohort(root: Path, n: int, seed: int, noise: float, immune_contrast: f
         kind = np.where(tumour, 0, np.where(immune, 2, 1))
         f10 = proto[kind] + noise * rng.normal(size=(len(ij), D))
         f20 = np.repeat(f10, 4, axis=0) + noise * rng.normal(size=(4 * len(ij), D))
+        if fine_signal:  # nuclear atypia: in the 20x children of tumour tiles only
+            f20 += np.repeat(tumour, 4)[:, None] * (atypia[i] * atypia_dir)[None]
         write_store(feats_dir / f"{sid}.zarr", sid, tiles10, f10, f20)
         rows.append({"patient_id": pid, "slide_id": sid, "slide_path": f"{sid}.svs", "site": f"S{i % 5}"})
-    lp = 0.8 * t - hazard_e * e
+    lp = 0.8 * t - hazard_e * e + fine_signal * atypia
     event_time = (-np.log(rng.random(n)) / np.exp(lp)) ** (1 / 1.5) * 30
     censor = rng.uniform(10, 120, n)
     time_, event = np.minimum(event_time, censor), (event_time <= censor).astype(int)
-    grade = t + 0.5 * e
+    grade = t + 0.5 * e + fine_signal * atypia
     label = np.where(grade > np.median(grade), "high", "low")
     sheet = pd.DataFrame(rows).assign(time=np.round(time_, 3), event=event, label=label,
                                       rna_sample_id=lambda d: d["patient_id"] + "-R", mpp="")
@@ -139,6 +151,55 @@ def write_store(path: Path, slide_id: str, tiles10: np.ndarray, f10: np.ndarray,
         write_feature_group(root, mag, rows, feats.astype(np.float16))
 
 
+def run_cohort(args: argparse.Namespace, seed: int, work: Path, wanted: list[str], teacher: TeacherConfig,
+               student: StudentConfig, baselines: BaselinesConfig, metric: str):
+    """Draw (or reuse) one cohort in ``work`` and yield (model, test score) per fold and model."""
+    t0 = time.perf_counter()
+    if "teacher" in wanted or not (work / "samples.csv").exists():
+        c = write_cohort(work, args.patients, seed, args.feature_noise, args.immune_contrast,
+                         args.hazard_e, args.fine_signal)
+    else:  # the same cohort again (students against the teachers already trained there)
+        c = read_cohort(work)
+    patients = pd.DataFrame({"patient_id": list(c["stratum"]), "site": list(c["sites"].values()),
+                             "stratum": list(c["stratum"].values())})
+    splits, _ = make_splits(patients, folds=args.folds, val_fraction=0.2, seed=seed, site_disjoint="no")
+    splits_path = work / "splits.csv"
+    splits.to_csv(splits_path, index=False)
+    log.info("cohort seed %d: %d patients written in %.1f s", seed, args.patients, time.perf_counter() - t0)
+    common = dict(sheet=c["sheet"], splits=splits_path, rna=c["rna"], features_dir=c["features"],
+                  task=args.task, seed=seed, cohort="planted", progress=False)
+    for k in range(args.folds):
+        done = {}
+        for model in [m for m in TEACHERS + BASELINES if m in wanted]:
+            m = run_fold(fold=k, model=model, cfg=teacher, baselines=baselines, tiled_magnifications=MAGS,
+                         out_dir=work / "results" / model / f"fold{k}", **common)
+            done[model] = m["test"][metric]
+        for model in [m for m in STUDENTS if m in wanted]:
+            m = run_student_fold(fold=k, model=model, cfg=student,
+                                 out_dir=work / "results" / model / f"fold{k}",
+                                 teacher_checkpoint=work / "results/teacher" / f"fold{k}/checkpoint.pt",
+                                 **common)
+            done[model] = m["test"][metric]
+        log.info("seed %d fold %d done (%.0f s): %s", seed, k, time.perf_counter() - t0,
+                 {m: round(v, 3) for m, v in done.items()})
+        yield from done.items()
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    """Paired difference A − B over the same test folds: mean, wins/ties/losses and one-sided
+    p-values for "A is better" (sign test on the untied folds; Wilcoxon signed-rank)."""
+    from scipy.stats import binomtest, wilcoxon
+
+    d = np.asarray(a) - np.asarray(b)
+    wins, losses = int((d > 1e-12).sum()), int((d < -1e-12).sum())
+    untied = d[np.abs(d) > 1e-12]
+    sign_p = binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
+    wil_p = wilcoxon(untied, alternative="greater").pvalue if len(untied) >= 2 else 1.0
+    return {"mean": float(d.mean()), "folds_a_better": wins, "folds_a_worse": losses,
+            "ties": len(d) - wins - losses, "folds": len(d), "sign_p": float(sign_p),
+            "wilcoxon_p": float(wil_p)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=150)
@@ -149,10 +210,16 @@ def main() -> None:
     ap.add_argument("--hazard-e", type=float, default=0.8,
                     help="weight of the TME factor in the hazard (0: the E genes carry no outcome "
                     "signal, only noise the E subspace can overfit)")
+    ap.add_argument("--fine-signal", type=float, default=0.0,
+                    help="weight of a nuclear-atypia factor seen only at 20x in the hazard and grade")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="independent cohorts seed, seed+1, ...")
     ap.add_argument("--models", default=",".join(TEACHERS + BASELINES + STUDENTS),
                     help="comma list; students reuse the work dir's teacher checkpoints when "
                     "'teacher' is not listed")
+    ap.add_argument("--teacher-settings", default="{}",
+                    help="JSON merged into the config's teacher: section (e.g. {\"gating\": \"mean\"}); "
+                    "the teacher's ablations and the baselines' protocol follow it")
     ap.add_argument("--student-settings", default="{}",
                     help="JSON merged into the config's student: section (e.g. a KD weight sweep)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/duopath_planted"))
@@ -160,13 +227,15 @@ def main() -> None:
                     help="default: bench/results/planted_signal_{task}.json")
     args = ap.parse_args()
     tag = "" if args.immune_contrast == 1.0 else f"_contrast{args.immune_contrast:g}"
+    tag += f"_fine{args.fine_signal:g}" if args.fine_signal else ""
     args.out = args.out or REPO / f"bench/results/planted_signal_{args.task}{tag}.json"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("duopath", "duopath.training", "duopath.training.trainer"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    teacher = TeacherConfig.model_validate({**cfg["teacher"], "device": "cpu"})
+    teacher = TeacherConfig.model_validate({**cfg["teacher"], "device": "cpu",
+                                            **json.loads(args.teacher_settings)})
     student = StudentConfig.model_validate({**cfg["student"], "device": "cpu",
                                             **json.loads(args.student_settings)})
     wanted = [m for m in args.models.split(",") if m]
@@ -175,58 +244,31 @@ def main() -> None:
         raise SystemExit(f"--models: unknown {unknown}")
     baselines = BaselinesConfig.model_validate(cfg.get("baselines", {}))
     t0 = time.perf_counter()
-    if "teacher" in wanted or not (args.work / "samples.csv").exists():
-        c = write_cohort(args.work, args.patients, args.seed, args.feature_noise, args.immune_contrast,
-                         args.hazard_e)
-    else:  # the same cohort again (students against the teachers already trained there)
-        c = read_cohort(args.work)
-    patients = pd.DataFrame({"patient_id": list(c["stratum"]), "site": list(c["sites"].values()),
-                             "stratum": list(c["stratum"].values())})
-    splits, _ = make_splits(patients, folds=args.folds, val_fraction=0.2, seed=args.seed, site_disjoint="no")
-    splits_path = args.work / "splits.csv"
-    splits.to_csv(splits_path, index=False)
-    log.info("cohort: %d patients written in %.1f s", args.patients, time.perf_counter() - t0)
-
     metric = "c_harrell" if args.task == "survival" else "auc"
     scores: dict[str, list[float]] = {}
-    common = dict(sheet=c["sheet"], splits=splits_path, rna=c["rna"], features_dir=c["features"],
-                  task=args.task, seed=args.seed, cohort="planted", progress=False)
-    for k in range(args.folds):
-        for model in [m for m in TEACHERS + BASELINES if m in wanted]:
-            out = args.work / "results" / model / f"fold{k}"
-            m = run_fold(fold=k, model=model, cfg=teacher, baselines=baselines, tiled_magnifications=MAGS,
-                         out_dir=out, **common)
-            scores.setdefault(model, []).append(m["test"][metric])
-        for model in [m for m in STUDENTS if m in wanted]:
-            out = args.work / "results" / model / f"fold{k}"
-            m = run_student_fold(fold=k, model=model, cfg=student, out_dir=out,
-                                 teacher_checkpoint=args.work / "results/teacher" / f"fold{k}/checkpoint.pt",
-                                 **common)
-            scores.setdefault(model, []).append(m["test"][metric])
-        log.info("fold %d done (%.0f s): %s", k, time.perf_counter() - t0,
-                 {m: round(v[-1], 3) for m, v in scores.items()})
+    for seed in range(args.seed, args.seed + args.seeds):
+        work = args.work if args.seeds == 1 else args.work / f"seed{seed}"
+        for model, score in run_cohort(args, seed, work, wanted, teacher, student, baselines, metric):
+            scores.setdefault(model, []).append(score)
 
     summary = {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
                    "folds": [float(x) for x in v]} for m, v in scores.items()}
-    pairs = {}
-    for a, b in PAIRS:
-        if a not in scores or b not in scores:
-            continue
-        d = np.asarray(scores[a]) - np.asarray(scores[b])
-        pairs[f"{a} - {b}"] = {"mean": float(d.mean()), "folds_a_better": int((d > 0).sum()),
-                               "folds": len(d)}
+    pairs = {f"{a} - {b}": paired(scores[a], scores[b]) for a, b in PAIRS if a in scores and b in scores}
     result = {"task": args.task, "metric": metric, "patients": args.patients, "folds": args.folds,
+              "teacher_settings": json.loads(args.teacher_settings),
               "student_settings": json.loads(args.student_settings),
               "feature_noise": args.feature_noise, "immune_contrast": args.immune_contrast,
-              "hazard_e": args.hazard_e,
-              "seed": args.seed, "seconds": time.perf_counter() - t0,
+              "hazard_e": args.hazard_e, "fine_signal": args.fine_signal,
+              "seed": args.seed, "seeds": args.seeds, "seconds": time.perf_counter() - t0,
               "models": summary, "paired": pairs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for m, s in summary.items():
         print(f"{m:18s} {metric} {s['mean']:.3f} ± {s['std']:.3f}")
     for p, s in pairs.items():
-        print(f"{p:28s} {s['mean']:+.3f}  ({s['folds_a_better']}/{s['folds']} folds)")
+        print(f"{p:28s} {s['mean']:+.3f}  (A better {s['folds_a_better']}, tie {s['ties']}, worse "
+              f"{s['folds_a_worse']} of {s['folds']}; sign p {s['sign_p']:.3g}, "
+              f"wilcoxon p {s['wilcoxon_p']:.3g})")
 
 
 if __name__ == "__main__":

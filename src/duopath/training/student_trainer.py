@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,14 +39,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 import duopath
 from duopath.config import StudentConfig, TeacherConfig
-from duopath.evaluation.result import quiet_undefined
 from duopath.io import atomic_path, write_json, write_table
 from duopath.models import ModelOutput, build_model
-from duopath.training.data import BagStore, DataError, Sample, _open_group, collate, subsample_bag
+from duopath.training.data import BagStore, Batch, DataError, Sample, _open_group, collate
 from duopath.training.losses import skd_loss
 from duopath.training.predict_fold import (
     FoldPaths,
@@ -57,16 +54,15 @@ from duopath.training.predict_fold import (
     load_checkpoint_model,
     load_teacher,
 )
-from duopath.training.selection import EpochSelector, metric_name, score_predictions
 from duopath.training.trainer import (
     FoldData,
     FoldResult,
-    _task_loss,
+    Step,
+    fit_epochs,
     fold_seeds,
-    lr_factor,
-    prediction_frame,
     prepare_fold,
     resolve_device,
+    task_loss,
 )
 
 log = logging.getLogger(__name__)
@@ -164,7 +160,6 @@ def train_student_fold(
     """
     device = torch.device(device)
     mags = list(mags)
-    opt_cfg = cfg.optim
     torch_seed, seq = fold_seeds(seed, data.fold)
     torch.manual_seed(torch_seed)
     kwargs = student_kwargs(cfg, data, store.feature_dim, mags, teacher_dim)
@@ -173,108 +168,27 @@ def train_student_fold(
     if teacher is not None:
         teacher.to(device).eval().requires_grad_(False)
         targets = _TeacherTargets(teacher, mags, cache=cfg.max_tiles_train is None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: lr_factor(e, epochs=opt_cfg.epochs, warmup=opt_cfg.warmup_epochs,
-                                       min_ratio=opt_cfg.min_lr_ratio))
-    train, val = data.samples["train"], data.samples["val"]
-    mname = metric_name(data.task)
-    rows: list[dict] = []
-    selector = EpochSelector(opt_cfg.select_on, opt_cfg.patience)
-    stopped = False
-    epoch_rngs = [np.random.default_rng(s) for s in seq.spawn(opt_cfg.epochs)]
 
-    bar = tqdm(range(opt_cfg.epochs), desc=f"student fold {data.fold}", disable=not progress,
-               mininterval=5)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        model.train()
-        rng = epoch_rngs[epoch]
-        order = rng.permutation(len(train))
-        sums = {"loss": 0.0, "task": 0.0, "kl": 0.0, "mse": 0.0}
-        n_steps = 0
-        lr = optimizer.param_groups[0]["lr"]
-        for start in range(0, len(order), opt_cfg.batch_size):
-            chunk = [train[i] for i in order[start:start + opt_cfg.batch_size]]
-            bags = [subsample_bag(store.get(s.patient_id), mags, cfg.max_tiles_train, rng) for s in chunk]
-            batch = collate(chunk, bags, mags).to(device)
-            out = model(batch.feats, batch.mask, batch.coords)
+    def step(chunk: list[Sample], batch: Batch) -> Step:
+        out = model(batch.feats, batch.mask, batch.coords)
 
-            def task_fn(logits: Tensor, batch=batch) -> Tensor:
-                return _task_loss(logits, batch.targets, batch.events, batch.times, data, teacher_cfg)
+        def task_fn(logits: Tensor) -> Tensor:
+            return task_loss(logits, batch.targets, batch.events, batch.times, data, teacher_cfg)
 
-            if targets is None:
-                task = torch.stack([task_fn(out.logits_by_mag[m]) for m in mags]).sum()
-                loss, kl, mse = task, 0.0, 0.0
-            else:
-                parts = skd_loss(out, targets(chunk, batch), task_fn, task=data.task, alpha=cfg.alpha,
-                                 beta=cfg.beta, temperature=cfg.temperature)
-                loss, task = parts.total, parts.task
-                kl, mse = cfg.alpha * float(parts.kl.detach()), cfg.beta * float(parts.mse.detach())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fold {data.fold} epoch {epoch}: non-finite loss {float(loss)}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if opt_cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
-            optimizer.step()
-            sums["loss"] += float(loss.detach())
-            sums["task"] += float(task.detach())
-            sums["kl"] += kl
-            sums["mse"] += mse
-            n_steps += 1
-        scheduler.step()
+        if targets is None:
+            task = torch.stack([task_fn(out.logits_by_mag[m]) for m in mags]).sum()
+            return Step(task, {"train_task_loss": task, "train_kl_loss": 0.0, "train_mse_loss": 0.0})
+        parts = skd_loss(out, targets(chunk, batch), task_fn, task=data.task, alpha=cfg.alpha,
+                         beta=cfg.beta, temperature=cfg.temperature)
+        return Step(parts.total, {"train_task_loss": parts.task, "train_kl_loss": cfg.alpha * parts.kl,
+                                  "train_mse_loss": cfg.beta * parts.mse})
 
-        logits, gates = predict_student(model, val, store, mags, batch_size=opt_cfg.eval_batch_size,
-                                        device=device)
-        val_loss = _eval_loss(logits, val, data, teacher_cfg)
-        with quiet_undefined():
-            val_scores = score_predictions(data.task, prediction_frame(val, logits, gates, data, mags),
-                                           data.class_names)
-        val_metric = val_scores[mname]
-        improved = selector.update(model, epoch, val_loss, val_metric)
-        rows.append({
-            "epoch": epoch, "lr": lr,
-            "train_loss": sums["loss"] / n_steps, "train_task_loss": sums["task"] / n_steps,
-            "train_kl_loss": sums["kl"] / n_steps, "train_mse_loss": sums["mse"] / n_steps,
-            "val_loss": val_loss, "val_metric": val_metric, "improved": improved,
-            "seconds": time.perf_counter() - t0,
-        })
-        log.info("student fold %d epoch %d: train %.4f (kl %.4g mse %.4g)  val loss %.4f  val %s %.3f%s",
-                 data.fold, epoch, rows[-1]["train_loss"], rows[-1]["train_kl_loss"],
-                 rows[-1]["train_mse_loss"], val_loss, mname, val_metric, "  *" if improved else "")
-        if selector.should_stop:
-            stopped = True
-            break
-
-    best_epoch = selector.restore(model)
-    history = pd.DataFrame(rows)
-    history["selected"] = history["epoch"] == best_epoch
-    ev = dict(batch_size=opt_cfg.eval_batch_size, device=device)
-    logits, gates = predict_student(model, val, store, mags, **ev)
-    val_frame = prediction_frame(val, logits, gates, data, mags)
-    val_best = score_predictions(data.task, val_frame, data.class_names, train=train,
-                                 bin_edges=data.time_bins)
-    val_best["loss"] = _eval_loss(logits, val, data, teacher_cfg)
-    logits, gates = predict_student(model, train, store, mags, **ev)
-    inner = pd.concat([prediction_frame(train, logits, gates, data, mags).assign(role="train"),
-                       val_frame.assign(role="val")], ignore_index=True)
-    test = data.samples["test"]
-    logits, gates = predict_student(model, test, store, mags, **ev)
-    test_frame = prediction_frame(test, logits, gates, data, mags)
-    test_scores = score_predictions(data.task, test_frame, data.class_names, train=train,
-                                    bin_edges=data.time_bins)
-    log.info("student fold %d: best epoch %d; test %s", data.fold, best_epoch, test_scores)
-    return FoldResult(model=model, model_kwargs=kwargs, best_epoch=best_epoch, stopped_early=stopped,
-                      log=history, predictions=test_frame, inner_predictions=inner,
-                      val_scores=val_best, test_scores=test_scores)
-
-
-def _eval_loss(logits: Tensor, samples: Sequence[Sample], data: FoldData, cfg: TeacherConfig) -> float:
-    t = torch.tensor([s.target for s in samples], dtype=torch.long)
-    e = torch.tensor([s.event for s in samples], dtype=torch.float32)
-    tm = torch.tensor([s.time for s in samples], dtype=torch.float32)
-    return float(_task_loss(logits, t, e, tm, data, cfg))
+    return fit_epochs(
+        model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq, step=step,
+        predict_fn=lambda samples: predict_student(model, samples, store, mags,
+                                                   batch_size=cfg.optim.eval_batch_size, device=device),
+        loss_cfg=teacher_cfg, kwargs=kwargs, desc=f"student fold {data.fold}", progress=progress,
+        device=device)
 
 
 def tile_settings(store: BagStore, mags: Sequence[str]) -> dict[str, dict[str, float]]:

@@ -26,7 +26,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,12 +35,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from duopath.config import TeacherConfig
+from duopath.config import OptimConfig, TeacherConfig
 from duopath.evaluation.result import quiet_undefined
 from duopath.models import ModelOutput, build_model
 from duopath.training.cgc import coordinate_gradients
 from duopath.training.data import (
     BagStore,
+    Batch,
     DataError,
     FoldGenes,
     Sample,
@@ -296,7 +297,7 @@ class FoldResult:
     test_scores: dict
 
 
-def _task_loss(logits: Tensor, batch_targets: Tensor, events: Tensor, times: Tensor,
+def task_loss(logits: Tensor, batch_targets: Tensor, events: Tensor, times: Tensor,
                data: FoldData, cfg: TeacherConfig) -> Tensor:
     if data.task == "survival":
         loss = survival_nll(logits, batch_targets, events, alpha=cfg.survival_alpha)
@@ -376,17 +377,146 @@ def prediction_frame(
     return frame
 
 
-def _eval_loss(logits: Tensor, samples: Sequence[Sample], data: FoldData, cfg: TeacherConfig) -> float:
+def eval_loss(logits: Tensor, samples: Sequence[Sample], data: FoldData, cfg: TeacherConfig) -> float:
+    """The task loss of full-bag gated logits (validation loss: what ``select_on: val_loss`` reads)."""
     targets = torch.tensor([s.target for s in samples], dtype=torch.long)
     events = torch.tensor([s.event for s in samples], dtype=torch.float32)
     times = torch.tensor([s.time for s in samples], dtype=torch.float32)
-    return float(_task_loss(logits, targets, events, times, data, cfg))
+    return float(task_loss(logits, targets, events, times, data, cfg))
 
 
 def fold_seeds(seed: int, fold: int) -> tuple[int, np.random.SeedSequence]:
     """The torch seed and the numpy seed sequence of one fold."""
     seq = np.random.SeedSequence([int(seed), int(fold)])
     return int(seq.generate_state(1, dtype=np.uint64)[0] % (2**63 - 1)), seq
+
+
+@dataclass
+class Step:
+    """One training step, as a model's step function returns it to :func:`fit_epochs`.
+
+    ``loss`` is what is back-propagated; ``logs`` are the per-step values the epoch log averages
+    (keys are the train_log.csv column names); ``after_backward`` runs between ``backward`` and
+    the clipping/optimizer step (the teacher's CGC) and may add log values of its own.
+    """
+
+    loss: Tensor
+    logs: dict[str, float | Tensor]
+    after_backward: Callable[[], dict[str, float]] | None = None
+
+
+def fit_epochs(
+    model: nn.Module,
+    data: FoldData,
+    store: BagStore,
+    mags: Sequence[str],
+    *,
+    optim: OptimConfig,
+    max_tiles: int | None,
+    seq: np.random.SeedSequence,
+    step: Callable[[list[Sample], Batch], Step],
+    predict_fn: Callable[[Sequence[Sample]], tuple[Tensor, Tensor]],
+    loss_cfg: TeacherConfig,
+    kwargs: dict,
+    desc: str,
+    progress: bool,
+    device: torch.device,
+) -> FoldResult:
+    """The protocol every model of a fold trains under (teacher, ablations, baselines, students).
+
+    AdamW; warm-up + cosine stepped per epoch; clipping; one numpy stream per epoch (patient
+    order and tile subsampling); the epoch kept is chosen on the VALIDATION split only, and the
+    test patients are predicted once, after the last epoch, with the selected weights. What
+    differs between models is only ``step`` (forward + loss of one batch) and ``predict_fn``
+    (gated logits and gate weights on full bags), so a protocol fix lands in every model at once.
+    ``loss_cfg`` holds the task-loss settings (survival alpha, Cox weight) of the validation loss.
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: lr_factor(e, epochs=optim.epochs, warmup=optim.warmup_epochs,
+                                       min_ratio=optim.min_lr_ratio))
+    train, val = data.samples["train"], data.samples["val"]
+    mname = metric_name(data.task)
+    rows: list[dict] = []
+    selector = EpochSelector(optim.select_on, optim.patience)
+    stopped = False
+    epoch_rngs = [np.random.default_rng(s) for s in seq.spawn(optim.epochs)]
+
+    bar = tqdm(range(optim.epochs), desc=desc, disable=not progress, mininterval=5)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        rng = epoch_rngs[epoch]
+        order = rng.permutation(len(train))
+        sums: dict[str, float] = {"train_loss": 0.0}
+        n_steps = 0
+        lr = optimizer.param_groups[0]["lr"]
+        for start in range(0, len(order), optim.batch_size):
+            chunk = [train[i] for i in order[start:start + optim.batch_size]]
+            bags = [subsample_bag(store.get(s.patient_id), mags, max_tiles, rng) for s in chunk]
+            out = step(chunk, collate(chunk, bags, mags).to(device))
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError(f"{desc} epoch {epoch}: non-finite loss {float(out.loss)}")
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            logs = {"train_loss": out.loss, **out.logs}
+            if out.after_backward is not None:
+                logs.update(out.after_backward())
+            if optim.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+            optimizer.step()
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, Tensor) else v)
+            n_steps += 1
+        scheduler.step()
+
+        logits, gates = predict_fn(val)
+        val_loss = eval_loss(logits, val, data, loss_cfg)
+        with quiet_undefined():  # a tiny val split without events is normal; logged once below
+            val_scores = score_predictions(data.task, prediction_frame(val, logits, gates, data, mags),
+                                           data.class_names)
+        val_metric = val_scores[mname]
+        improved = selector.update(model, epoch, val_loss, val_metric)
+        means = {k: v / n_steps for k, v in sums.items()}
+        rows.append({"epoch": epoch, "lr": lr, **means, "val_loss": val_loss, "val_metric": val_metric,
+                     "improved": improved, "seconds": time.perf_counter() - t0})
+        bar.set_postfix(train=f"{means['train_loss']:.3f}", val=f"{val_loss:.3f}",
+                        **{mname: f"{val_metric:.3f}"})
+        parts = " ".join(f"{k.removeprefix('train_')} {v:.4g}" for k, v in means.items() if k != "train_loss")
+        log.info("%s epoch %d: train %.4f (%s)  val loss %.4f  val %s %.3f%s", desc, epoch,
+                 means["train_loss"], parts, val_loss, mname, val_metric, "  *" if improved else "")
+        if selector.should_stop:
+            stopped = True
+            log.info("%s: early stop at epoch %d (best %d)", desc, epoch, selector.best_epoch)
+            break
+
+    best_epoch = selector.restore(model)
+    history = pd.DataFrame(rows)
+    history["selected"] = history["epoch"] == best_epoch
+
+    logits, gates = predict_fn(val)
+    val_frame = prediction_frame(val, logits, gates, data, mags)
+    val_best = score_predictions(data.task, val_frame, data.class_names, train=train,
+                                 bin_edges=data.time_bins)
+    val_best["loss"] = eval_loss(logits, val, data, loss_cfg)
+    logits, gates = predict_fn(train)
+    inner = pd.concat([prediction_frame(train, logits, gates, data, mags).assign(role="train"),
+                       val_frame.assign(role="val")], ignore_index=True)
+
+    # The test fold, touched once, with the selected weights.
+    test = data.samples["test"]
+    logits, gates = predict_fn(test)
+    test_frame = prediction_frame(test, logits, gates, data, mags)
+    test_scores = score_predictions(data.task, test_frame, data.class_names, train=train,
+                                    bin_edges=data.time_bins)
+    log.info("%s: best epoch %d; test %s", desc, best_epoch,
+             {k: round(v, 4) if isinstance(v, float) else v for k, v in test_scores.items()})
+    if all(not np.isfinite(v) for v in history["val_metric"]):
+        log.warning("%s: the validation %s was undefined at every epoch (too few patients or "
+                    "events in the validation split)", desc, mname)
+    return FoldResult(model=model, model_kwargs=kwargs, best_epoch=best_epoch, stopped_early=stopped,
+                      log=history, predictions=test_frame, inner_predictions=inner,
+                      val_scores=val_best, test_scores=test_scores)
 
 
 def train_fold(
@@ -404,119 +534,39 @@ def train_fold(
 
     ``cfg`` must be a resolved variant (:func:`variant_config`): its magnifications set.
     ``model_name``: the teacher, an ablation or a baseline (then ``arch`` holds its settings).
+    The step: task loss on every expert + IGC; CGC on the head gradients after ``backward``.
     """
     device = torch.device(device)
     mags = list(cfg.magnifications or [])
     if [m for m in mags if m not in store.magnifications]:
         raise DataError(f"the bag store holds {store.magnifications}, the model needs {mags}")
-    opt_cfg = cfg.optim
     torch_seed, seq = fold_seeds(seed, data.fold)
     torch.manual_seed(torch_seed)
     kwargs = model_kwargs(cfg, data, store.feature_dim, model=model_name, arch=arch)
     model = build_model(registry_name(model_name), kwargs).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda e: lr_factor(e, epochs=opt_cfg.epochs, warmup=opt_cfg.warmup_epochs,
-                            min_ratio=opt_cfg.min_lr_ratio),
-    )
-    train, val = data.samples["train"], data.samples["val"]
-    mname = metric_name(data.task)
-    rows: list[dict] = []
-    selector = EpochSelector(opt_cfg.select_on, opt_cfg.patience)
-    stopped = False
-    epoch_rngs = [np.random.default_rng(s) for s in seq.spawn(opt_cfg.epochs)]
 
-    bar = tqdm(range(opt_cfg.epochs), desc=f"fold {data.fold}", disable=not progress, mininterval=5)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        model.train()
-        rng = epoch_rngs[epoch]
-        order = rng.permutation(len(train))
-        sums = {"loss": 0.0, "task": 0.0, "igc": 0.0, "cgc_rows": 0.0}
-        n_steps = 0
-        lr = optimizer.param_groups[0]["lr"]
-        for start in range(0, len(order), opt_cfg.batch_size):
-            chunk = [train[i] for i in order[start:start + opt_cfg.batch_size]]
-            bags = [subsample_bag(store.get(s.patient_id), mags, cfg.max_tiles_train, rng) for s in chunk]
-            batch = collate(chunk, bags, mags).to(device)
-            out = model(batch.feats, batch.mask, batch.coords, batch.genes_T, batch.genes_E)
-            task = torch.stack([  # every expert (magnification, or the RNA-only model's one)
-                _task_loss(logits, batch.targets, batch.events, batch.times, data, cfg)
-                for logits in out.logits_by_mag.values()
-            ]).sum()
-            igc = _igc(out, batch, mags, cfg)
-            loss = task if igc is None else task + igc
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fold {data.fold} epoch {epoch}: non-finite loss {float(loss)}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.cgc:
-                reports = coordinate_gradients(model.heads, out, batch.targets, task=data.task,
-                                               events=batch.events if data.task == "survival" else None)
-                sums["cgc_rows"] += float(np.mean([r.projected_rows.float().mean().item()
-                                                   for r in reports.values()]))
-            if opt_cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.grad_clip)
-            optimizer.step()
-            sums["loss"] += float(loss.detach())
-            sums["task"] += float(task.detach())
-            sums["igc"] += 0.0 if igc is None else float(igc.detach())
-            n_steps += 1
-        scheduler.step()
+    def step(chunk: list[Sample], batch: Batch) -> Step:
+        out = model(batch.feats, batch.mask, batch.coords, batch.genes_T, batch.genes_E)
+        task = torch.stack([  # every expert (magnification, or the RNA-only model's one)
+            task_loss(logits, batch.targets, batch.events, batch.times, data, cfg)
+            for logits in out.logits_by_mag.values()
+        ]).sum()
+        igc = _igc(out, batch, mags, cfg)
+        logs = {"train_task_loss": task, "train_igc_loss": 0.0 if igc is None else igc,
+                "cgc_projected_rows": math.nan}
+        if not cfg.cgc:
+            return Step(task if igc is None else task + igc, logs)
 
-        logits, gates = predict(model, val, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
-        val_loss = _eval_loss(logits, val, data, cfg)
-        with quiet_undefined():  # a tiny val split without events is normal; logged once below
-            val_scores = score_predictions(data.task, prediction_frame(val, logits, gates, data, mags),
-                                           data.class_names)
-        val_metric = val_scores[mname]
-        improved = selector.update(model, epoch, val_loss, val_metric)
-        rows.append({
-            "epoch": epoch,
-            "lr": lr,
-            "train_loss": sums["loss"] / n_steps,
-            "train_task_loss": sums["task"] / n_steps,
-            "train_igc_loss": sums["igc"] / n_steps,
-            "cgc_projected_rows": sums["cgc_rows"] / n_steps if cfg.cgc else float("nan"),
-            "val_loss": val_loss,
-            "val_metric": val_metric,
-            "improved": improved,
-            "seconds": time.perf_counter() - t0,
-        })
-        bar.set_postfix(train=f"{rows[-1]['train_loss']:.3f}", val=f"{val_loss:.3f}",
-                        **{mname: f"{val_metric:.3f}"})
-        log.info("fold %d epoch %d: train %.4f  val loss %.4f  val %s %.3f%s", data.fold, epoch,
-                 rows[-1]["train_loss"], val_loss, mname, val_metric, "  *" if improved else "")
-        if selector.should_stop:
-            stopped = True
-            log.info("fold %d: early stop at epoch %d (best %d)", data.fold, epoch, selector.best_epoch)
-            break
+        def cgc() -> dict[str, float]:
+            reports = coordinate_gradients(model.heads, out, batch.targets, task=data.task,
+                                           events=batch.events if data.task == "survival" else None)
+            return {"cgc_projected_rows": float(np.mean([r.projected_rows.float().mean().item()
+                                                         for r in reports.values()]))}
 
-    best_epoch = selector.restore(model)
-    history = pd.DataFrame(rows)
-    history["selected"] = history["epoch"] == best_epoch
+        return Step(task if igc is None else task + igc, logs, cgc)
 
-    logits, gates = predict(model, val, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
-    val_frame = prediction_frame(val, logits, gates, data, mags)
-    val_best = score_predictions(data.task, val_frame, data.class_names, train=train,
-                                 bin_edges=data.time_bins)
-    val_best["loss"] = _eval_loss(logits, val, data, cfg)
-    logits, gates = predict(model, train, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
-    inner = pd.concat([prediction_frame(train, logits, gates, data, mags).assign(role="train"),
-                       val_frame.assign(role="val")], ignore_index=True)
-
-    # The test fold, touched once, with the selected weights.
-    test = data.samples["test"]
-    logits, gates = predict(model, test, store, mags, batch_size=opt_cfg.eval_batch_size, device=device)
-    test_frame = prediction_frame(test, logits, gates, data, mags)
-    test_scores = score_predictions(data.task, test_frame, data.class_names, train=train,
-                                    bin_edges=data.time_bins)
-    log.info("fold %d: best epoch %d; test %s", data.fold, best_epoch,
-             {k: round(v, 4) if isinstance(v, float) else v for k, v in test_scores.items()})
-    if all(not np.isfinite(v) for v in history["val_metric"]):
-        log.warning("fold %d: the validation %s was undefined at every epoch (too few patients or "
-                    "events in the validation split)", data.fold, mname)
-    return FoldResult(model=model, model_kwargs=kwargs, best_epoch=best_epoch, stopped_early=stopped,
-                      log=history, predictions=test_frame, inner_predictions=inner,
-                      val_scores=val_best, test_scores=test_scores)
+    return fit_epochs(
+        model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq, step=step,
+        predict_fn=lambda samples: predict(model, samples, store, mags, batch_size=cfg.optim.eval_batch_size,
+                                           device=device),
+        loss_cfg=cfg, kwargs=kwargs, desc=f"fold {data.fold}", progress=progress, device=device)
