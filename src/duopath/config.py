@@ -355,7 +355,9 @@ class TeacherConfig(_Strict):
     max_offset_tiles: float = Field(2.0, gt=0, description="deformable: offset bound (tiles)")
     gene_select_keys: Literal["own", "both"] = "own"
     dropout: float = Field(0.25, ge=0, lt=1)
-    gating: Literal["max_confidence", "mean", "softmax"] = "max_confidence"
+    gating: Literal["max_confidence", "mean", "softmax"] = Field(
+        "mean", description="dual-magnification gate; mean by default, not the reference's "
+        "max_confidence, which scores patients with different experts' risk scales (README, bench)")
     gating_temperature: float = Field(1.0, gt=0)
     magnifications: list[str] | None = Field(
         None, description="magnifications used, coarse to fine; null = all of tiling"
@@ -425,7 +427,9 @@ class StudentConfig(_Strict):
     dpc_k: int = Field(5, ge=1, description="neighbours for the DPC-KNN density")
     dropout: float = Field(0.25, ge=0, lt=1)
     omega_clamp: float = Field(10.0, gt=0, description="bound on log ω")
-    gating: Literal["max_confidence", "mean", "softmax"] = "max_confidence"
+    gating: Literal["max_confidence", "mean", "softmax"] = Field(
+        "mean", description="dual-magnification gate; mean by default, not the reference's "
+        "max_confidence, which scores patients with different experts' risk scales (README, bench)")
     gating_temperature: float = Field(1.0, gt=0)
     alpha: float = Field(0.01, ge=0, description="weight of KL(student, teacher logits)")
     beta: float = Field(0.01, ge=0, description="weight of MSE(student, teacher [X_R^T ; X_R^E])")
