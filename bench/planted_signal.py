@@ -255,7 +255,8 @@ def main() -> None:
                    "folds": [float(x) for x in v]} for m, v in scores.items()}
     pairs = {f"{a} - {b}": paired(scores[a], scores[b]) for a, b in PAIRS if a in scores and b in scores}
     result = {"task": args.task, "metric": metric, "patients": args.patients, "folds": args.folds,
-              "teacher_settings": json.loads(args.teacher_settings),
+              "teacher_settings": json.loads(args.teacher_settings), "teacher_gating": teacher.gating,
+              "student_gating": student.gating,
               "student_settings": json.loads(args.student_settings),
               "feature_noise": args.feature_noise, "immune_contrast": args.immune_contrast,
               "hazard_e": args.hazard_e, "fine_signal": args.fine_signal,

@@ -428,8 +428,8 @@ class StudentConfig(_Strict):
     dropout: float = Field(0.25, ge=0, lt=1)
     omega_clamp: float = Field(10.0, gt=0, description="bound on log ω")
     gating: Literal["max_confidence", "mean", "softmax"] = Field(
-        "mean", description="dual-magnification gate; mean by default, not the reference's "
-        "max_confidence, which scores patients with different experts' risk scales (README, bench)")
+        "max_confidence", description="dual-magnification gate (the reference's max_confidence: on "
+        "the bench the mean gate helped the student on one cohort and hurt it on another; README)")
     gating_temperature: float = Field(1.0, gt=0)
     alpha: float = Field(0.01, ge=0, description="weight of KL(student, teacher logits)")
     beta: float = Field(0.01, ge=0, description="weight of MSE(student, teacher [X_R^T ; X_R^E])")
