@@ -44,7 +44,7 @@ import duopath
 from duopath.config import StudentConfig, TeacherConfig
 from duopath.io import atomic_path, write_json, write_table
 from duopath.models import ModelOutput, build_model
-from duopath.training.data import BagStore, Batch, DataError, Sample, _open_group, collate
+from duopath.training.data import BagStore, Batch, DataError, Sample, _open_group
 from duopath.training.losses import skd_loss
 from duopath.training.predict_fold import (
     FoldPaths,
@@ -60,6 +60,7 @@ from duopath.training.trainer import (
     Step,
     fit_epochs,
     fold_seeds,
+    predict,
     prepare_fold,
     resolve_device,
     task_loss,
@@ -89,21 +90,6 @@ def student_kwargs(cfg: StudentConfig, data: FoldData, feature_dim: int, mags: S
             "n_heads", "tile_attention", "n_neighbours", "n_prototypes", "dpc_k", "dropout",
             "omega_clamp", "gating", "gating_temperature")},
     }
-
-
-@torch.no_grad()
-def predict_student(model: nn.Module, samples: Sequence[Sample], store: BagStore, mags: Sequence[str],
-                    *, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Gated logits [N, C] and gate weights [N, M] on FULL bags, histology only."""
-    model.eval()
-    logits, gates = [], []
-    for start in range(0, len(samples), batch_size):
-        chunk = list(samples[start:start + batch_size])
-        batch = collate(chunk, [store.get(s.patient_id) for s in chunk], mags).to(device)
-        out = model(batch.feats, batch.mask, batch.coords)
-        logits.append(out.logits.float().cpu())
-        gates.append(out.gate_weights.float().cpu())
-    return torch.cat(logits), torch.cat(gates)
 
 
 class _TeacherTargets:
@@ -185,8 +171,8 @@ def train_student_fold(
 
     return fit_epochs(
         model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq, step=step,
-        predict_fn=lambda samples: predict_student(model, samples, store, mags,
-                                                   batch_size=cfg.optim.eval_batch_size, device=device),
+        predict_fn=lambda samples: predict(model, samples, store, mags, batch_size=cfg.optim.eval_batch_size,
+                                           device=device, genes=False),
         loss_cfg=teacher_cfg, kwargs=kwargs, desc=f"student fold {data.fold}", progress=progress,
         device=device)
 

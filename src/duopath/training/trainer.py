@@ -329,14 +329,19 @@ def predict(
     *,
     batch_size: int,
     device: torch.device,
+    genes: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Gated logits [N, C] and gate weights [N, M] on FULL bags, in ``samples`` order."""
+    """Gated logits [N, C] and gate weights [N, M] on FULL bags, in ``samples`` order.
+
+    ``genes=False`` for histology-only models (the student), whose forward takes no gene vectors.
+    """
     model.eval()
     logits, gates = [], []
     for start in range(0, len(samples), batch_size):
         chunk = list(samples[start:start + batch_size])
         batch = collate(chunk, [store.get(s.patient_id) for s in chunk], mags).to(device)
-        out = model(batch.feats, batch.mask, batch.coords, batch.genes_T, batch.genes_E)
+        rna = (batch.genes_T, batch.genes_E) if genes else ()
+        out = model(batch.feats, batch.mask, batch.coords, *rna)
         logits.append(out.logits.float().cpu())
         gates.append(out.gate_weights.float().cpu())
     return torch.cat(logits), torch.cat(gates)
