@@ -60,7 +60,6 @@ from duopath.training.trainer import (
     Step,
     fit_epochs,
     fold_seeds,
-    predict,
     prepare_fold,
     resolve_device,
     task_loss,
@@ -169,12 +168,9 @@ def train_student_fold(
         return Step(parts.total, {"train_task_loss": parts.task, "train_kl_loss": cfg.alpha * parts.kl,
                                   "train_mse_loss": cfg.beta * parts.mse})
 
-    return fit_epochs(
-        model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq, step=step,
-        predict_fn=lambda samples: predict(model, samples, store, mags, batch_size=cfg.optim.eval_batch_size,
-                                           device=device, genes=False),
-        loss_cfg=teacher_cfg, kwargs=kwargs, desc=f"student fold {data.fold}", progress=progress,
-        device=device)
+    return fit_epochs(model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq,
+                      step=step, genes=False, loss_cfg=teacher_cfg, kwargs=kwargs,
+                      desc=f"student fold {data.fold}", progress=progress, device=device)
 
 
 def tile_settings(store: BagStore, mags: Sequence[str]) -> dict[str, dict[str, float]]:

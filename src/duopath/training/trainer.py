@@ -420,7 +420,7 @@ def fit_epochs(
     max_tiles: int | None,
     seq: np.random.SeedSequence,
     step: Callable[[list[Sample], Batch], Step],
-    predict_fn: Callable[[Sequence[Sample]], tuple[Tensor, Tensor]],
+    genes: bool,
     loss_cfg: TeacherConfig,
     kwargs: dict,
     desc: str,
@@ -432,10 +432,16 @@ def fit_epochs(
     AdamW; warm-up + cosine stepped per epoch; clipping; one numpy stream per epoch (patient
     order and tile subsampling); the epoch kept is chosen on the VALIDATION split only, and the
     test patients are predicted once, after the last epoch, with the selected weights. What
-    differs between models is only ``step`` (forward + loss of one batch) and ``predict_fn``
-    (gated logits and gate weights on full bags), so a protocol fix lands in every model at once.
-    ``loss_cfg`` holds the task-loss settings (survival alpha, Cox weight) of the validation loss.
+    differs between models is only ``step`` (forward + loss of one batch) and whether their
+    forward takes gene vectors (``genes``, see :func:`predict`), so a protocol fix lands in every
+    model at once. ``loss_cfg`` holds the task-loss settings (survival alpha, Cox weight) of the
+    validation loss.
     """
+
+    def predict_fn(samples: Sequence[Sample]) -> tuple[Tensor, Tensor]:
+        return predict(model, samples, store, mags, batch_size=optim.eval_batch_size, device=device,
+                       genes=genes)
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: lr_factor(e, epochs=optim.epochs, warmup=optim.warmup_epochs,
@@ -557,10 +563,11 @@ def train_fold(
             for logits in out.logits_by_mag.values()
         ]).sum()
         igc = _igc(out, batch, mags, cfg)
+        loss = task if igc is None else task + igc
         logs = {"train_task_loss": task, "train_igc_loss": 0.0 if igc is None else igc,
                 "cgc_projected_rows": math.nan}
         if not cfg.cgc:
-            return Step(task if igc is None else task + igc, logs)
+            return Step(loss, logs)
 
         def cgc() -> dict[str, float]:
             reports = coordinate_gradients(model.heads, out, batch.targets, task=data.task,
@@ -568,10 +575,8 @@ def train_fold(
             return {"cgc_projected_rows": float(np.mean([r.projected_rows.float().mean().item()
                                                          for r in reports.values()]))}
 
-        return Step(task if igc is None else task + igc, logs, cgc)
+        return Step(loss, logs, cgc)
 
-    return fit_epochs(
-        model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq, step=step,
-        predict_fn=lambda samples: predict(model, samples, store, mags, batch_size=cfg.optim.eval_batch_size,
-                                           device=device),
-        loss_cfg=cfg, kwargs=kwargs, desc=f"fold {data.fold}", progress=progress, device=device)
+    return fit_epochs(model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq,
+                      step=step, genes=True, loss_cfg=cfg, kwargs=kwargs, desc=f"fold {data.fold}",
+                      progress=progress, device=device)
