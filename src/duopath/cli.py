@@ -135,6 +135,7 @@ def embed(
     settings: Settings,
     out: Annotated[Path, typer.Option("--out", help="features store (.zarr)")],
     mpp: MppOpt = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="skip | fail")] = "skip",
 ) -> None:
     """Embed every tile of one slide with the configured encoder into a zarr store."""
     from duopath.config import EncoderConfig
@@ -144,7 +145,8 @@ def embed(
 
     try:
         embed_slide(slide, tiles, out, EncoderConfig.model_validate_json(settings),
-                    slide_id=slide_id, mpp_override=mpp)
+                    slide_id=slide_id, mpp_override=mpp,
+                    on_error="fail" if on_error == "fail" else "skip")
     except (EncoderError, SlideError, ValueError) as err:
         _fail(err)
 
@@ -182,11 +184,13 @@ def wsi_summary(
     masks: Annotated[list[Path], typer.Option("--mask-meta", help="mask JSON (repeat)")],
     tiles: Annotated[list[Path], typer.Option("--tiles", help="tile table (repeat, same order)")],
     out: Annotated[Path, typer.Option("--out")],
+    features: Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
+        "--features", help="feature store (repeat, same order; adds embed failures)")] = None,
 ) -> None:
-    """One row per slide: status, error, tissue area, tile counts per magnification."""
+    """One row per slide: status, failed stage, error, tissue area, tile counts per magnification."""
     from duopath.slides.summary import summarise
 
-    summarise(masks, tiles, out)
+    summarise(masks, tiles, out, features or ())
 
 
 @app.command()

@@ -10,9 +10,13 @@ Why this shape:
   all magnifications go through one loader pass, so workers start once per slide.
 - The store is written to a temporary directory next to the destination and renamed when
   complete: a killed job never leaves a store that looks finished (``io.atomic_path``).
+- A slide whose pixel data is damaged (it opens, but a tile cannot be decoded) is a per-slide
+  failure: with ``on_error="skip"`` its store is written with ``status: failed``, ``stage:
+  embed`` and the error, and no magnification group, so the cohort goes on without it.
 
 Store layout (DESIGN.md data contract): root attrs ``encoder``, ``weights_id``, ``dim``,
-``slide_id``, ``slide_mpp``, ``status``, ``duopath_version``; one group per magnification
+``slide_id``, ``slide_mpp``, ``status`` (``ok``, ``empty`` or ``failed``; ``error`` and ``stage``
+when failed), ``duopath_version``; one group per magnification
 (``10x``, ``20x``, ...) with ``features [N, D]`` (chunked along N only), ``coords [N, 2]`` (level-0
 px, top-left, int64), ``parent [N]`` (row in the next-coarser group, -1 for the coarsest),
 ``tissue_fraction [N]`` and attrs ``mpp``, ``tile_px``, ``size_um``, ``size0``, ``n_tiles``.
@@ -23,7 +27,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -37,7 +43,7 @@ from duopath.config import EncoderConfig
 from duopath.encoding.registry import Encoder, load_encoder
 from duopath.gpu import pick_device
 from duopath.io import atomic_path
-from duopath.slides.reader import open_slide
+from duopath.slides.reader import SlideError, open_slide
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,20 @@ def tile_groups(tiles: pd.DataFrame) -> list[np.ndarray]:
     return np.split(order, bounds) if len(order) else []
 
 
+@dataclass(frozen=True)
+class ReadFailure:
+    """A tile group that could not be read, carried as data from a DataLoader worker.
+
+    Why not just raise: an exception raised in a worker reaches the main process re-created
+    from its message text (a RuntimeError holding a traceback), so a :class:`SlideError` would
+    lose its type and become a crash. Returned as an item, the main process raises the
+    SlideError itself (:func:`embed_tiles`).
+    """
+
+    reason: str
+    hint: str
+
+
 class TileDataset(Dataset):
     """Nested tile groups of one slide: item g = (row numbers, uint8 [k, px, px, 3]).
 
@@ -86,20 +106,27 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._slide is None:
-            self._slide = open_slide(self.slide_path, self.mpp_override)
+    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor | ReadFailure]:
         rows = self.groups[g]
         head = rows[0]
         squares = [(int(self.xy[r, 0]), int(self.xy[r, 1]), float(self.size0[r])) for r in rows]
-        crops = self._slide.read_nested(int(self.xy[head, 0]), int(self.xy[head, 1]),
-                                        float(self.size0[head]), squares, self.tile_px)
+        try:
+            if self._slide is None:
+                self._slide = open_slide(self.slide_path, self.mpp_override)
+            crops = self._slide.read_nested(int(self.xy[head, 0]), int(self.xy[head, 1]),
+                                            float(self.size0[head]), squares, self.tile_px)
+        except SlideError as err:
+            return torch.from_numpy(rows), ReadFailure(err.reason, err.hint)
         return torch.from_numpy(rows), torch.from_numpy(np.stack(crops))
 
 
-def collate_groups(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate tile groups into one batch of rows and tiles."""
-    return torch.cat([r for r, _ in items]), torch.cat([t for _, t in items])
+def collate_groups(
+    items: list[tuple[torch.Tensor, torch.Tensor | ReadFailure]],
+) -> tuple[torch.Tensor, torch.Tensor | ReadFailure]:
+    """Concatenate tile groups into one batch of rows and tiles (or pass a read failure on)."""
+    rows = torch.cat([r for r, _ in items])
+    failed = next((t for _, t in items if isinstance(t, ReadFailure)), None)
+    return rows, failed if failed is not None else torch.cat([t for _, t in items])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -137,6 +164,8 @@ def embed_tiles(
         module = module.to(memory_format=torch.channels_last)
     with tqdm(total=n, desc=desc, unit="tile", disable=None) as bar:
         for rows, batch in loader:
+            if isinstance(batch, ReadFailure):
+                raise SlideError(dataset.slide_path, batch.reason, batch.hint)
             batch = batch.to(device, non_blocking=True)
             x = encoder.preprocess(batch)
             if cuda:
@@ -159,39 +188,51 @@ def embed_slide(
     slide_id: str,
     mpp_override: float | None = None,
     encoder: Encoder | None = None,
+    on_error: Literal["skip", "fail"] = "skip",
 ) -> dict:
-    """Embed every tile of one slide and write the zarr store atomically. Returns root attrs."""
+    """Embed every tile of one slide and write the zarr store atomically. Returns root attrs.
+
+    A :class:`SlideError` while reading (damaged tile data, the file gone) is raised with
+    ``on_error="fail"``; with ``"skip"`` a ``status: failed`` store records it (module docstring).
+    """
     t0 = time.perf_counter()
     tiles = pd.read_parquet(tiles_path)
     device = resolve_device(cfg.device)
     if encoder is None:
         encoder = load_encoder(cfg.name, cfg.weights, device=device)
-    status = "ok" if len(tiles) else "empty"
-    slide_mpp = None
-    if len(tiles):
-        with open_slide(slide_path, mpp_override) as slide:
-            slide_mpp = slide.mpp
-        implied = tiles["tile_px"].iloc[0] * tiles["mpp"].iloc[0] / tiles["size0"].iloc[0]
-        if abs(implied - slide_mpp) / slide_mpp > 1e-6:
-            raise ValueError(
-                f"slide {slide_id}: tiles in {tiles_path} were made for {implied:.4f} µm/px but the "
-                f"slide now reads {slide_mpp:.4f} µm/px; re-run tiling (delete the tile table)"
-            )
-    dataset = TileDataset(slide_path, tiles, mpp_override)
-    feats = embed_tiles(encoder, dataset, batch_size=cfg.batch_size,
-                        num_workers=min(cfg.num_workers, os.cpu_count() or 1),
-                        device=device, desc=slide_id)
-    dtype = np.float16 if cfg.dtype == "float16" else np.float32
     attrs = {
         "encoder": encoder.spec.name,
         "weights_id": encoder.weights_id,
         "dim": int(encoder.spec.dim),
         "slide_id": slide_id,
-        "slide_mpp": slide_mpp,
-        "status": status,
+        "slide_mpp": None,
+        "status": "ok" if len(tiles) else "empty",
         "n_tiles": len(tiles),
         "duopath_version": duopath.__version__,
     }
+    try:
+        if len(tiles):
+            with open_slide(slide_path, mpp_override) as slide:
+                attrs["slide_mpp"] = slide_mpp = slide.mpp
+            implied = tiles["tile_px"].iloc[0] * tiles["mpp"].iloc[0] / tiles["size0"].iloc[0]
+            if abs(implied - slide_mpp) / slide_mpp > 1e-6:
+                raise ValueError(
+                    f"slide {slide_id}: tiles in {tiles_path} were made for {implied:.4f} µm/px but "
+                    f"the slide now reads {slide_mpp:.4f} µm/px; re-run tiling (delete the tile table)"
+                )
+        dataset = TileDataset(slide_path, tiles, mpp_override)
+        feats = embed_tiles(encoder, dataset, batch_size=cfg.batch_size,
+                            num_workers=min(cfg.num_workers, os.cpu_count() or 1),
+                            device=device, desc=slide_id)
+    except SlideError as err:
+        if on_error == "fail":
+            raise
+        log.error("%s (slide %s skipped; on_slide_error: skip)", err, slide_id)
+        attrs.update(status="failed", stage="embed", error=str(err), n_tiles=0)
+        with atomic_path(out_store, is_dir=True) as tmp:
+            zarr.open_group(str(tmp), mode="w").attrs.update(attrs)
+        return attrs
+    dtype = np.float16 if cfg.dtype == "float16" else np.float32
     with atomic_path(out_store, is_dir=True) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update(attrs)

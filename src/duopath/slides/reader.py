@@ -10,6 +10,7 @@ default (0.25 or 0.5) would put half the cohort at the wrong magnification.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -44,15 +45,17 @@ class Slide:
     mpp: float
     mpp_source: str
 
-    @property
+    # Cached: after a failed read OpenSlide puts the handle in an error state in which even
+    # these raise, and the geometry never changes while a slide is open.
+    @functools.cached_property
     def dimensions(self) -> tuple[int, int]:
         return tuple(self.handle.dimensions)  # type: ignore[attr-defined]
 
-    @property
+    @functools.cached_property
     def level_downsamples(self) -> tuple[float, ...]:
         return tuple(self.handle.level_downsamples)  # type: ignore[attr-defined]
 
-    @property
+    @functools.cached_property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
         return tuple(self.handle.level_dimensions)  # type: ignore[attr-defined]
 
@@ -91,8 +94,7 @@ class Slide:
         level = self.level_for_mpp(finest_mpp)
         ds = self.level_downsamples[level]
         size_l = max(1, round(size0 / ds))
-        region = self.handle.read_region((int(x), int(y)), level, (size_l, size_l))  # type: ignore[attr-defined]
-        rgb = region_to_rgb(region)
+        rgb = region_to_rgb(self.read_region((int(x), int(y)), level, (size_l, size_l)))
         out = []
         for sx, sy, ssize in squares:
             x0, y0 = round((sx - x) / ds), round((sy - y) / ds)
@@ -124,13 +126,30 @@ class Slide:
             rows = min(stripe_px, out_h - top)
             y0 = round(top * scale)
             y1 = min(lh, max(y0 + 1, round((top + rows) * scale)))
-            region = self.handle.read_region(  # type: ignore[attr-defined]
-                (0, round(y0 * ds)), level, (lw, y1 - y0)
-            )
+            region = self.read_region((0, round(y0 * ds)), level, (lw, y1 - y0))
             stripe = Image.fromarray(region_to_rgb(region))
             stripes.append(np.asarray(stripe.resize((out_w, rows), Image.BILINEAR)))
         thumb = np.concatenate(stripes, axis=0)
         return thumb, w0 * self.mpp / out_w
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> Image.Image:
+        """OpenSlide's ``read_region``; damaged pixel data raises :class:`SlideError`.
+
+        Why: a file whose header is intact but whose tile data is corrupt or truncated opens
+        fine and fails only here, deep inside segmentation or a DataLoader worker. As a
+        ``SlideError`` it is a per-slide failure like any other (``on_slide_error``), named and
+        explained, instead of a libjpeg message in a traceback.
+        """
+        import openslide
+
+        try:
+            return self.handle.read_region(location, level, size)  # type: ignore[attr-defined]
+        except (openslide.OpenSlideError, OSError) as err:
+            raise SlideError(
+                self.path, f"cannot read its pixel data at level {level}, {location} ({err})",
+                "the file is damaged (corrupt or truncated tile data): copy it again from the "
+                "source or re-export it; leave it out of the sample sheet meanwhile",
+            ) from None
 
     def close(self) -> None:
         self.handle.close()  # type: ignore[attr-defined]

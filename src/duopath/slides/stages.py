@@ -1,8 +1,10 @@
 """Per-slide segmentation and tiling stages: files in, files out, one bad slide never stops a cohort.
 
-A :class:`~duopath.slides.reader.SlideError` (unreadable file, no mpp, no tissue) is, with
-``on_error="skip"``, recorded in the slide's mask JSON as ``status: failed`` with the reason,
-and every downstream stage writes a typed empty output for it; the cohort summary lists it.
+A :class:`~duopath.slides.reader.SlideError` (unreadable file, damaged pixel data, no mpp, no
+tissue) is, with ``on_error="skip"``, recorded in the slide's mask JSON as ``status: failed``
+with ``stage: segment`` and the reason, and every downstream stage writes a typed empty output
+for it; the cohort summary lists it. (A slide whose damage shows only at full resolution fails
+later, in ``embed``: see :func:`duopath.encoding.extract.embed_slide`.)
 With ``on_error="fail"`` it propagates and Snakemake stops. Outputs are written atomically.
 """
 
@@ -63,7 +65,8 @@ def segment_slide(
         if on_error == "fail":
             raise
         log.error("%s (slide %s skipped; on_slide_error: skip)", err, slide_id)
-        meta.update(status="failed", error=str(err), seconds=time.perf_counter() - t0)
+        meta.update(status="failed", stage="segment", error=str(err),
+                    seconds=time.perf_counter() - t0)
         write_image(mask_png, Image.new("L", (1, 1), 0))
         write_image(qc_image, _failed_picture(str(err)))
         write_json(mask_json, meta)
