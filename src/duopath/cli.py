@@ -46,6 +46,7 @@ def validate(config: Annotated[Path, typer.Argument(help="config.yaml")] = Path(
         plan = Plan(load_config(config))
         for cohort in plan.cohorts:
             sheet = plan.sheet(cohort)
+            plan.check_folds(cohort)
             typer.echo(f"{cohort}: {sheet['patient_id'].nunique()} patients, {len(sheet)} slides")
     except (ConfigError, SampleSheetError) as err:
         _fail(err)

@@ -31,6 +31,14 @@ SHEET_COLUMNS = [
 # TCGA-<TSS>-<participant>-<sample type><vial>-... e.g. TCGA-A2-A0CM-01Z-00-DX1.<uuid>
 _TCGA = re.compile(r"^(TCGA-([A-Z0-9]{2})-[A-Z0-9]{4})(?:-(\d{2})[A-Z]?)?", re.IGNORECASE)
 _SLIDE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Cells that mean "not known" in clinical tables (pandas' NA strings, TCGA's bracketed codes,
+# GDC's "'--"). A label like this is missing, never a class: read with keep_default_na=False
+# (so an ID "NA" stays an ID), "NaN" would otherwise become a third class next to high/low.
+MISSING_VALUES = frozenset({
+    "", "na", "n/a", "nan", "-nan", "none", "null", "<na>", "#n/a", "#na", "#n/a n/a", "nat",
+    "-", "--", "'--", "?", "[not available]", "[unknown]", "[not evaluated]", "[not applicable]",
+    "[discrepancy]", "[completed]",
+})
 _TRUE_EVENT = {"1", "1.0", "true", "dead", "deceased", "event"}
 _FALSE_EVENT = {"0", "0.0", "false", "alive", "living", "censored"}
 
@@ -119,7 +127,7 @@ def canonicalise_sheet(
             )
 
     base = slide_dir if slide_dir is not None else Path(source).parent
-    out_rows = []
+    out_rows, lines = [], []
     for i, row in enumerate(df.to_dict("records")):
         ref = row_ref(i)
         slide_id = str(row["slide_id"]).strip()
@@ -151,8 +159,11 @@ def canonicalise_sheet(
                 problems.append(f"{ref}, column {cohort.event_column}: {row['event']!r} is not an "
                                 "event flag (1/0, true/false, dead/alive; 1 = event observed)")
         label = str(row["label"]).strip()
-        if classification and not label:
-            problems.append(f"{ref}, column {cohort.label_column}: empty label")
+        if is_missing(label):
+            if classification:
+                problems.append(f"{ref}, column {cohort.label_column}: missing label ({label!r}); "
+                                "a missing label is not a class: fill it in or remove the row")
+            label = ""
         mpp = _to_float(row["mpp"])
         if str(row["mpp"]).strip() and (mpp is None or not 0.05 <= mpp <= 20):
             problems.append(f"{ref}, column mpp: {row['mpp']!r} is not a µm/px value in [0.05, 20]")
@@ -167,12 +178,11 @@ def canonicalise_sheet(
             "event": event,
             "mpp": mpp,
         })
+        lines.append(i + 2)
 
     out = pd.DataFrame(out_rows, columns=SHEET_COLUMNS)
-    dup = out["slide_id"][out["slide_id"].duplicated()].unique()
-    if len(dup):
-        problems.append(f"{source}: duplicated slide_id values: {', '.join(map(str, dup[:10]))}"
-                        " (each slide must appear once)")
+    problems += _repeated_slides(out, lines, source)
+    problems += _patient_disagreements(out, lines, source, cohort)
     if problems:
         shown = problems[:50]
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
@@ -189,6 +199,46 @@ def read_sample_sheet(cohort: CohortConfig, *, check_files: bool = True) -> pd.D
     raw = read_table(path)
     return canonicalise_sheet(raw, cohort, source=str(path), slide_dir=cohort.slide_dir,
                               check_files=check_files)
+
+
+def is_missing(text: object) -> bool:
+    """True for a cell that means "not known" (:data:`MISSING_VALUES`, any case)."""
+    return str(text).strip().lower() in MISSING_VALUES
+
+
+def _repeated_slides(out: pd.DataFrame, lines: list[int], source: str) -> list[str]:
+    """A slide_id or a slide file listed twice, naming the lines.
+
+    Why the file too: the same file under two slide_ids is embedded twice and pooled twice
+    into its patient's bag (or, under two patients, leaks one patient's tissue into another).
+    """
+    problems = []
+    for col, what in (("slide_id", "slide_id"), ("slide_path", "slide file")):
+        keys = out[col] if col == "slide_id" else out[col].map(lambda p: str(Path(p).resolve()))
+        for key, idx in keys.groupby(keys, sort=True).groups.items():
+            if len(idx) < 2:
+                continue
+            where = ", ".join(f"line {lines[i]} (slide_id {out.at[i, 'slide_id']}, patient "
+                              f"{out.at[i, 'patient_id']})" for i in idx)
+            problems.append(f"{source}: {what} {key} is listed {len(idx)} times: {where}; "
+                            "each slide must appear once")
+    return problems
+
+
+def _patient_disagreements(out: pd.DataFrame, lines: list[int], source: str,
+                           cohort: CohortConfig) -> list[str]:
+    """One patient's rows that disagree on an outcome (the splits would keep the first)."""
+    cols = (["time", "event"] if "survival" in cohort.tasks else []) + (
+        ["label"] if "classification" in cohort.tasks else [])
+    problems = []
+    for col in cols:
+        values = out[col].astype(str)
+        for pid, idx in out.groupby("patient_id", sort=True).groups.items():
+            if pid and values[idx].nunique() > 1:
+                where = ", ".join(f"line {lines[i]} ({values[i]})" for i in idx)
+                problems.append(f"{source}: patient {pid} has different {col} values: {where}; "
+                                "an outcome belongs to the patient, give it once")
+    return problems
 
 
 def _to_float(value: object) -> float | None:

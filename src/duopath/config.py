@@ -9,11 +9,15 @@ workflow runs in (Snakemake's working directory), never relative to this file.
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# A cohort name is a Snakemake wildcard and a path component (the Snakefile constrains it alike).
+COHORT_NAME = r"[A-Za-z0-9_-]+"
 
 
 class ConfigError(ValueError):
@@ -184,8 +188,14 @@ class RnaConfig(_Strict):
     target_sum: float = Field(1e6, gt=0, description="counts are scaled to this library size")
     duplicate_rule: Literal["sum", "max_mean"] = Field(
         "sum",
-        description="several input genes with one HGNC symbol: sum them (reads of one gene), "
-        "or keep only the one with the highest mean",
+        description="several distinct input genes (different Ensembl IDs) with one HGNC symbol: "
+        "sum them (reads of one gene), or keep only the one with the highest mean",
+    )
+    duplicate_genes: Literal["error", "sum", "first"] = Field(
+        "error",
+        description="one gene listed on several rows of the input (the same symbol, or the same "
+        "Ensembl ID in any version): error names the genes; sum adds the rows; first keeps the "
+        "first row. A repeated row is usually a merge or export mistake, so it is not guessed",
     )
     join: Literal["auto", "sample", "patient"] = Field(
         "auto",
@@ -528,8 +538,11 @@ class DuopathConfig(_Strict):
         if not cohorts:
             raise ValueError("no cohorts configured")
         for name in cohorts:
-            if not name.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(f"cohort name {name!r}: use letters, digits, '-' and '_' only")
+            # ASCII only: the name is a Snakemake wildcard (`[A-Za-z0-9_-]+` in the Snakefile)
+            # and a path component; `str.isalnum` would let "kohorte_ü" through to fail later.
+            if not re.fullmatch(COHORT_NAME, name):
+                raise ValueError(f"cohort name {name!r}: use ASCII letters, digits, '-' and '_' "
+                                 "only (no accents, spaces or dots)")
         return cohorts
 
 

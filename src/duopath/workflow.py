@@ -63,6 +63,26 @@ class Plan:
         return canonicalise_sheet(raw, c, source=self.sheet_source(cohort), slide_dir=demo_dir,
                                   check_files=False)
 
+    def check_folds(self, cohort: str) -> None:
+        """``training.folds`` against the cohort's patients, now rather than in its splits job.
+
+        Not done while Snakemake parses: a cohort too small to train may still be segmented
+        and embedded (``duopath validate`` runs it).
+        """
+        from duopath.config import ConfigError
+        from duopath.training.splits import MIN_PATIENTS_PER_FOLD
+
+        n = self.sheet(cohort)["patient_id"].nunique()
+        folds = self.cfg.training.folds
+        if n < MIN_PATIENTS_PER_FOLD * folds:
+            most = n // MIN_PATIENTS_PER_FOLD
+            fix = (f"lower training.folds to at most {most}" if most >= 2 else
+                   f"a cohort needs ≥ {2 * MIN_PATIENTS_PER_FOLD} patients to train")
+            raise ConfigError(
+                f"cohort {cohort}: {n} patients cannot make training.folds = {folds} folds (need "
+                f"≥ {MIN_PATIENTS_PER_FOLD * folds} patients); {fix} ({self.sheet_source(cohort)})"
+            )
+
     def slides(self, cohort: str) -> list[str]:
         return self.sheet(cohort)["slide_id"].tolist()
 

@@ -46,7 +46,7 @@ from duopath import __version__
 from duopath.config import RnaConfig
 from duopath.io import atomic_path, write_text
 from duopath.rna import RnaError
-from duopath.rna.genes import GeneReport, harmonise_genes, load_gene_map
+from duopath.rna.genes import GeneReport, collapse_repeated_genes, harmonise_genes, load_gene_map
 from duopath.rna.genesets import HALLMARK, HALLMARK_CITATION, Groups, build_groups, load_gene_sets
 from duopath.rna.join import JoinResult, join_samples, patient_table
 from duopath.rna.readers import RawRna, read_rna
@@ -128,8 +128,10 @@ def build_rna(
     pos = {s: i for i, s in enumerate(raw.sample_ids)}
     values = raw.values[[pos[s] for s in samples]]
 
+    values, features = collapse_repeated_genes(values, raw.features, rule=settings.duplicate_genes,
+                                               source=str(source))
     matrix, var, gene_report = harmonise_genes(
-        values, raw.features, gene_map=gene_map,
+        values, features, gene_map=gene_map,
         protein_coding_only=settings.protein_coding_only, duplicate_rule=settings.duplicate_rule,
     )
     lib = matrix.sum(axis=1)

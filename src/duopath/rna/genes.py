@@ -12,8 +12,12 @@ Sources of the mapping, in order of trust:
    v31 keep their v31 name, and lncRNAs are not in it: an Ensembl-only matrix loses those
    genes (they are reported as unmapped, never silently renamed).
 
-Duplicate rule (several input rows end up with one symbol, e.g. two loci named alike, or a
-matrix that lists a gene twice): ``sum`` adds them (counts and TPM are additive over the
+Repeated genes (the input lists one gene on several rows: the same symbol, or the same Ensembl
+ID in any version) are handled first, by ``rna.duplicate_genes`` (:func:`collapse_repeated_genes`):
+an error naming them by default, since a repeated row is usually a merge or export mistake.
+
+Duplicate rule (several distinct input genes end up with one symbol, e.g. two loci named alike,
+GENCODE's ~50 such symbols in every STAR file): ``sum`` adds them (counts and TPM are additive over the
 features of one gene), ``max_mean`` keeps the row with the highest mean. ``_PAR_Y`` rows
 (GENCODE's Y copies of pseudo-autosomal genes, zero in GDC counts) are dropped.
 """
@@ -91,6 +95,44 @@ def gene_map_from_table(table: pd.DataFrame, *, source: str) -> GeneMap:
     for gid, sym in sorted(zip(ids, syms, strict=True)):
         s2e.setdefault(sym, gid)
     return GeneMap(ensembl_to_symbol=e2s, symbol_to_ensembl=s2e, source=source)
+
+
+def collapse_repeated_genes(
+    values: np.ndarray, features: pd.DataFrame, *, rule: str, source: str
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Input rows naming the same gene (samples × features ``values``): error, sum or first.
+
+    The gene is its ``gene_id`` where the input has one, else its label, Ensembl version
+    stripped (``ENSG...5`` and ``ENSG...6`` are one gene). Distinct IDs sharing a symbol are not
+    repeats (:func:`harmonise_genes` handles them). Returns ``values`` and ``features`` with one
+    column/row per gene, in first-appearance order.
+    """
+    labels = features["label"].astype(str).str.strip()
+    ids = (features["gene_id"].fillna("").astype(str).str.strip()
+           if "gene_id" in features.columns else pd.Series("", index=features.index))
+    key = ids.where(ids != "", labels).map(strip_version).reset_index(drop=True)
+    repeated = key[key.duplicated(keep=False)].unique()
+    if not len(repeated):
+        return values, features
+    shown = ", ".join(map(str, sorted(repeated)[:10])) + (" ..." if len(repeated) > 10 else "")
+    if rule == "error":
+        raise RnaError(
+            f"{source}: {len(repeated)} gene(s) are listed on more than one row: {shown}. Each "
+            "gene must appear once: fix the input, or set rna.duplicate_genes: sum (add the "
+            "rows) or first (keep the first row)"
+        )
+    log.warning("%s: %d gene(s) listed on more than one row (%s); rna.duplicate_genes: %s",
+                source, len(repeated), shown, rule)
+    first = ~key.duplicated(keep="first").to_numpy()
+    kept = features.reset_index(drop=True)[first].reset_index(drop=True)
+    if rule == "first":
+        return values[:, first], kept
+    if rule != "sum":
+        raise ValueError(f"unknown duplicate_genes rule {rule!r}")
+    codes, _ = pd.factorize(key)  # first-appearance order, as ``kept``
+    indicator = sparse.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)),
+                                  shape=(len(codes), int(first.sum())))
+    return np.asarray((indicator.T @ values.T.astype(np.float64)).T), kept
 
 
 @dataclass

@@ -342,7 +342,10 @@ def read_matrix(
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise RnaError(f"{path}: cannot parse as {'CSV' if sep == ',' else 'TSV'} "
                            f"(first column IDs, then one column per sample or gene): {err}") from None
-    if table.shape[1] < 2 or table.shape[0] < 1:
+    if table.shape[0] < 1:
+        raise RnaError(f"{path}: the matrix has a header but no rows (no gene or sample below "
+                       f"it): is the file complete?")
+    if table.shape[1] < 2:
         raise RnaError(f"{path}: a matrix needs an ID column and at least one value column")
     row_labels = table.iloc[:, 0].astype(str).str.strip().tolist()
     col_labels = [h.strip() for h in header[1:]]

@@ -27,6 +27,8 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train
 log = logging.getLogger(__name__)
 
 ROLES = ("train", "val", "test")
+# Each outer fold needs patients to test on and a training side left for the inner split.
+MIN_PATIENTS_PER_FOLD = 2
 
 
 class SplitError(ValueError):
@@ -60,9 +62,9 @@ def make_splits(
 ) -> tuple[pd.DataFrame, SplitInfo]:
     """k-fold splits of ``patients`` (columns patient_id, site, stratum); see module docstring."""
     n = len(patients)
-    if n < folds * 2:
-        raise SplitError(f"{n} patients cannot make {folds} folds (need ≥ {2 * folds}); "
-                         "lower training.folds")
+    if n < folds * MIN_PATIENTS_PER_FOLD:
+        raise SplitError(f"{n} patients cannot make {folds} folds (need ≥ "
+                         f"{MIN_PATIENTS_PER_FOLD * folds}); lower training.folds")
     counts = patients["stratum"].value_counts()
     if counts.min() < folds:
         log.warning("stratum %r has %d patients for %d folds: some test folds will lack it",
