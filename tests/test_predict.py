@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
@@ -89,8 +90,8 @@ def test_refusals_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(PredictError, match="trained on efficientnet_lite0"):
         predict_slide(SLIDE, good, tmp_path / "c",
                       settings=PredictSettings(encoder=EncoderConfig(name="resnet50_trunc")))
-    no_mpp = tmp_path / "no_mpp.png"
-    Image.new("RGB", (64, 64), "white").save(no_mpp)
+    no_mpp = tmp_path / "no_mpp.tiff"  # a tiled TIFF without resolution tags: opens, no mpp
+    tifffile.imwrite(no_mpp, np.full((256, 256, 3), 200, np.uint8), tile=(256, 256), photometric="rgb")
     with pytest.raises(PredictError, match="--mpp"):
         predict_slide(no_mpp, good, tmp_path / "d")
     with pytest.raises(PredictError, match="no student checkpoint"):

@@ -16,6 +16,11 @@ Outputs in ``out_dir``: ``prediction.json``, ``heatmap_omega_{mag}.png`` (token 
 ``heatmap_clusters_{mag}.png`` (DPC-KNN prototype assignment) over the slide thumbnail (with a
 ``_{slide}`` suffix per slide when several are given), and the
 intermediate files under ``work/`` (mask, QC thumbnail, tiles, feature store) for inspection.
+
+Every way it can fail on the user's input (no such file, unreadable or damaged slide, no mpp,
+no tissue, too small for a tile, an unloadable checkpoint) is a :class:`PredictError`: one line
+saying what and what to do, and ``work/`` is built in a temporary folder renamed only when the
+prediction is written, so a failed run leaves no half-made intermediates behind.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch
 
 import duopath
 from duopath.config import EncoderConfig, SegmentationConfig, TilingConfig
-from duopath.io import write_image, write_json
+from duopath.io import atomic_path, write_image, write_json
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,22 @@ def _checkpoint_path(model: Path) -> Path:
         raise PredictError(f"no student checkpoint at {path} (pass --model results/{{cohort}}/{{task}}/"
                            "student/fold{k} or its checkpoint.pt)")
     return path
+
+
+def _load_model(ckpt_path: Path, device: str) -> tuple[torch.nn.Module, dict]:
+    """The student and its checkpoint dict; a file that is not one is a :class:`PredictError`."""
+    import pickle
+
+    from duopath.training.student_trainer import load_student
+
+    try:
+        return load_student(ckpt_path, device)
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, EOFError,
+            pickle.UnpicklingError) as err:
+        raise PredictError(f"cannot load a student model from {ckpt_path}: "
+                           f"{str(err).splitlines()[0] if str(err) else type(err).__name__} "
+                           "(pass the checkpoint of a trained duopath student, "
+                           "results/{cohort}/{task}/student/fold{k})") from None
 
 
 def resolve_tiling(ckpt: dict, requested: TilingConfig | None) -> TilingConfig:
@@ -102,17 +123,12 @@ def predict_slide(
     heatmaps (``heatmap_{map}_{mag}_{slide}.png``; a single slide keeps ``heatmap_{map}_{mag}.png``).
     ``mpp`` (level-0 µm/px) applies to every slide. Returns the JSON.
     """
-    import zarr
-
-    from duopath.encoding.extract import embed_slide
     from duopath.encoding.registry import load_encoder
     from duopath.report.heatmaps import paint_maps, slide_thumbnail, student_maps
-    from duopath.slides.reader import SlideError, open_slide
-    from duopath.slides.stages import segment_slide, tile_slide
-    from duopath.training.data import pool_slides, read_slide
+    from duopath.slides.reader import MissingMppError, SlideError, open_slide
+    from duopath.training.data import pool_slides
     from duopath.training.losses import hazards_from_logits, risk_from_hazards
     from duopath.training.predict_fold import _json_ready
-    from duopath.training.student_trainer import load_student
 
     t0 = time.perf_counter()
     slides = [Path(slide)] if isinstance(slide, (str, Path)) else [Path(p) for p in slide]
@@ -124,7 +140,7 @@ def predict_slide(
         raise PredictError(f"slides must have distinct file names (their outputs are named by them): {stems}")
     settings = settings or PredictSettings()
     ckpt_path = _checkpoint_path(Path(model))
-    student, ckpt = load_student(ckpt_path, device)
+    student, ckpt = _load_model(ckpt_path, device)
     tiling = resolve_tiling(ckpt, settings.tiling)
     enc_cfg = check_encoder(ckpt, settings.encoder).model_copy(update={"device": device})
     slide_mpps = []
@@ -134,45 +150,44 @@ def predict_slide(
         try:
             with open_slide(path, mpp) as s:
                 slide_mpps.append(s.mpp)
+        except MissingMppError as err:
+            raise PredictError(f"{err} (here: pass --mpp with the level-0 µm/px)") from None
         except SlideError as err:
-            raise PredictError(f"{err}; pass --mpp (level-0 µm/px) if the header lacks it") from err
+            raise PredictError(str(err)) from None
     encoder = load_encoder(enc_cfg.name, enc_cfg.weights, device=device)
     if encoder.weights_id != ckpt["weights_id"]:
         raise PredictError(f"the model was trained on {ckpt['encoder']} weights {ckpt['weights_id']}, "
                            f"the encoder here loads {encoder.weights_id}: use the same weights file")
 
-    work = out_dir / "work"
     mags = list(ckpt["magnifications"])
-    stores, masks, per_slide = [], [], []
-    for path in slides:
-        sid = path.stem
-        mask_png, mask_json, qc = work / f"{sid}.mask.png", work / f"{sid}.mask.json", work / f"{sid}.qc.jpg"
-        segment_slide(path, sid, settings.segmentation, mask_png=mask_png, mask_json=mask_json,
-                      qc_image=qc, mpp_override=mpp, on_error="fail")
-        tiles_path = work / f"{sid}.tiles.parquet"
-        tiles = tile_slide(mask_png, mask_json, tiling, tiles_out=tiles_path)
-        missing = [m for m in mags if not (tiles["magnification"] == m).any()]
-        if missing:
-            raise PredictError(f"slide {path}: no {missing} tiles with enough tissue "
-                               f"(min_tissue_fraction {tiling.min_tissue_fraction})")
-        store = work / f"{sid}.zarr"
-        embed_slide(path, tiles_path, store, enc_cfg, slide_id=sid, mpp_override=mpp, encoder=encoder)
-        stores.append(store)
-        masks.append((mask_json, qc))
-        per_slide.append(read_slide(store, mags))
-
-    bags = per_slide[0] if len(per_slide) == 1 else pool_slides(per_slide, mags)
-    feats = {m: torch.as_tensor(np.asarray(bags[m].feats, np.float32))[None].to(device) for m in mags}
-    coords = {m: torch.as_tensor(bags[m].coords)[None].to(device) for m in mags}
-    mask = {m: torch.ones(1, feats[m].shape[1], dtype=torch.bool, device=device) for m in mags}
-    with torch.no_grad():
-        out = student(feats, mask, coords)
+    created_out = not out_dir.exists()
+    try:
+        # work/ appears only complete: a failure below leaves no half-made intermediates.
+        with atomic_path(out_dir / "work", is_dir=True) as work:
+            work.mkdir()
+            per_slide = [_slide_features(path, work, mags, settings, tiling, enc_cfg, encoder, mpp)
+                         for path in slides]
+            bags = (per_slide[0].bags if len(per_slide) == 1
+                    else pool_slides([f.bags for f in per_slide], mags))
+            feats = {m: torch.as_tensor(np.asarray(bags[m].feats, np.float32))[None].to(device)
+                     for m in mags}
+            coords = {m: torch.as_tensor(bags[m].coords)[None].to(device) for m in mags}
+            mask = {m: torch.ones(1, feats[m].shape[1], dtype=torch.bool, device=device) for m in mags}
+            with torch.no_grad():
+                out = student(feats, mask, coords)
+            thumbs = [slide_thumbnail(f.mask_json, f.qc) for f in per_slide]
+            coords_xy = [{m: (np.asarray(f.store[m]["coords"][:], dtype=float),
+                              float(f.store[m].attrs["size0"])) for m in mags} for f in per_slide]
+    except PredictError:
+        if created_out and out_dir.exists() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     logits = out.logits.float().cpu()
 
     result: dict = {
         "slide": str(slides[0]), "slide_mpp": slide_mpps[0],
-        "slides": [{"slide": str(p), "slide_mpp": m_, "n_tiles": {m: len(b[m]) for m in mags}}
-                   for p, m_, b in zip(slides, slide_mpps, per_slide, strict=True)],
+        "slides": [{"slide": str(p), "slide_mpp": m_, "n_tiles": {m: len(f.bags[m]) for m in mags}}
+                   for p, m_, f in zip(slides, slide_mpps, per_slide, strict=True)],
         "mpp_source": "--mpp" if mpp is not None else "header",
         "model": str(ckpt_path), "variant": ckpt.get("variant"), "fold": ckpt.get("fold"),
         "task": ckpt["task"], "encoder": ckpt["encoder"], "weights_id": ckpt["weights_id"],
@@ -196,16 +211,14 @@ def predict_slide(
                       predicted_class=names[int(np.argmax(probs))])
 
     heatmaps = {}
-    for k, (path, store, (mask_json, qc)) in enumerate(zip(slides, stores, masks, strict=True)):
-        thumb, s_mpp, t_mpp = slide_thumbnail(mask_json, qc)
-        root = zarr.open_group(str(store), mode="r")
+    for k, (path, (thumb, s_mpp, t_mpp), tiles_xy) in enumerate(
+            zip(slides, thumbs, coords_xy, strict=True)):
         suffix = "" if len(slides) == 1 else f"_{path.stem}"
         for m in mags:
             rows = np.flatnonzero(np.asarray(bags[m].slide) == k)  # this slide's tiles, store order
-            xy = np.asarray(root[m]["coords"][:], dtype=float)
+            xy, size0 = tiles_xy[m]
             if len(rows) != len(xy):
                 raise PredictError(f"slide {path}: {len(rows)} pooled {m} tiles vs {len(xy)} in its store")
-            size0 = float(root[m].attrs["size0"])
             maps = student_maps(out.tile_weights[m][0, rows].float().cpu().numpy(),
                                 out.clusters[m][0, rows].cpu().numpy(),
                                 int(ckpt["model_kwargs"]["n_prototypes"]))
@@ -221,3 +234,45 @@ def predict_slide(
     shown = {k: result[k] for k in ("risk", "risk_group", "predicted_class") if k in result}
     log.info("%s: %s in %.1f s", ", ".join(map(str, slides)), shown, result["seconds"])
     return result
+
+
+@dataclass(frozen=True)
+class _SlideFeatures:
+    """One slide's intermediates under work/ and its bags."""
+
+    store: object  # zarr.Group, opened read-only
+    mask_json: Path
+    qc: Path
+    bags: dict
+
+
+def _slide_features(path: Path, work: Path, mags: list[str], settings: PredictSettings,
+                    tiling: TilingConfig, enc_cfg: EncoderConfig, encoder, mpp: float | None,
+                    ) -> _SlideFeatures:
+    """segment → tile → embed one slide under ``work``; a SlideError becomes a PredictError."""
+    import zarr
+
+    from duopath.encoding.extract import embed_slide
+    from duopath.slides.reader import SlideError
+    from duopath.slides.stages import segment_slide, tile_slide
+    from duopath.training.data import read_slide
+
+    sid = path.stem
+    mask_png, mask_json, qc = work / f"{sid}.mask.png", work / f"{sid}.mask.json", work / f"{sid}.qc.jpg"
+    tiles_path, store = work / f"{sid}.tiles.parquet", work / f"{sid}.zarr"
+    try:
+        segment_slide(path, sid, settings.segmentation, mask_png=mask_png, mask_json=mask_json,
+                      qc_image=qc, mpp_override=mpp, on_error="fail")
+        tiles = tile_slide(mask_png, mask_json, tiling, tiles_out=tiles_path)
+        missing = [m for m in mags if not (tiles["magnification"] == m).any()]
+        if missing:
+            raise PredictError(f"slide {path}: no {missing} tile has enough tissue "
+                               f"(tiling.min_tissue_fraction {tiling.min_tissue_fraction}): is the "
+                               "slide very small or nearly blank?")
+        embed_slide(path, tiles_path, store, enc_cfg, slide_id=sid, mpp_override=mpp,
+                    encoder=encoder, on_error="fail")
+    except SlideError as err:
+        raise PredictError(str(err)) from None
+    # The store lives in work/'s temporary folder until the prediction is done: read it now.
+    return _SlideFeatures(store=zarr.open_group(str(store), mode="r"), mask_json=mask_json, qc=qc,
+                          bags=read_slide(store, mags))

@@ -36,6 +36,10 @@ class SlideError(RuntimeError):
         super().__init__(f"slide {self.slide}: {reason}" + (f" -- {hint}" if hint else ""))
 
 
+class MissingMppError(SlideError):
+    """The slide's header has no microns-per-pixel and no override was given."""
+
+
 @dataclass
 class Slide:
     """An open slide with a known level-0 resolution (µm/px)."""
@@ -210,7 +214,7 @@ def open_slide(path: str | Path, mpp_override: float | None = None) -> Slide:
         mx = my = math.nan
     if not (math.isfinite(mx) and mx > 0):
         handle.close()
-        raise SlideError(
+        raise MissingMppError(
             path, "no microns-per-pixel (mpp) in the file's metadata",
             "add an `mpp` column to the sample sheet with this slide's level-0 µm/px "
             "(e.g. 0.25 for a 40x scan, 0.5 for 20x)",
