@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 import duopath
 from duopath.config import SegmentationConfig, TilingConfig
 from duopath.io import write_image, write_json, write_table
-from duopath.slides.reader import SlideError, open_slide
+from duopath.slides.reader import Slide, SlideError, open_slide
 from duopath.slides.tiling import build_grids, empty_tiles
 from duopath.slides.tissue import overlay, segment
 
@@ -53,6 +53,7 @@ def segment_slide(
     }
     try:
         with open_slide(slide_path, mpp_override) as slide:
+            _check_size(slide, cfg)
             thumb, mask_mpp = slide.thumbnail(cfg.mpp)
             meta.update(slide_mpp=slide.mpp, mpp_source=slide.mpp_source,
                         slide_dims=list(slide.dimensions), level_count=len(slide.level_downsamples))
@@ -87,6 +88,20 @@ def segment_slide(
     log.info("%s: %.2f mm² tissue at %.1f µm/px in %.2f s", slide_id, tissue.area_mm2, mask_mpp,
              meta["seconds"])
     return meta
+
+
+def _check_size(slide: Slide, cfg: SegmentationConfig) -> None:
+    """A slide smaller than the smallest tissue piece kept is not a slide (a thumbnail, a label
+    image, or a wrong mpp): say so, rather than "no tissue found"."""
+    w, h = slide.dimensions
+    w_um, h_um = w * slide.mpp, h * slide.mpp
+    if w_um * h_um < cfg.min_object_um2:
+        raise SlideError(
+            slide.path, f"the slide is only {w_um:.0f} × {h_um:.0f} µm ({w} × {h} px at "
+            f"{slide.mpp:g} µm/px), smaller than the smallest tissue piece kept "
+            f"(segmentation.min_object_um2 = {cfg.min_object_um2:g} µm²)",
+            "is it a thumbnail or label image rather than the slide, or is its mpp wrong?",
+        )
 
 
 def load_mask(mask_png: Path, mask_json: Path) -> tuple[np.ndarray, dict]:

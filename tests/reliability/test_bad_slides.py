@@ -1,0 +1,92 @@
+"""Bad slides never stop a cohort (``on_slide_error: skip``): each becomes a ``failed`` row of
+the WSI summary with the stage and the error, and stops the run only under ``fail``.
+
+The damaged slides open fine (header intact) and fail only when pixels are decoded: at the
+thumbnail level in ``segment``, at full resolution in ``embed``, inside a DataLoader worker."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import zarr
+
+from duopath.config import EncoderConfig, SegmentationConfig, TilingConfig
+from duopath.encoding.extract import embed_slide
+from duopath.slides.reader import SlideError
+from duopath.slides.stages import segment_slide, tile_slide
+from duopath.slides.summary import summarise
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SEGMENT_FAILURES = {
+    "blank": "no tissue found",
+    "tiny": r"the slide is only 24 × 24 µm .* smaller than the smallest tissue piece",
+    "damaged_thumbnail": r"cannot read its pixel data at level 2,.* the file is damaged",
+    "truncated": r"OpenSlide cannot open it .* is the file complete",
+    "zero_bytes": "OpenSlide cannot open it",
+    "not_a_slide": "OpenSlide cannot open it",
+    "no_mpp": r"no microns-per-pixel .* add an `mpp` column to the sample sheet",
+    "missing": r"file does not exist -- check slide_path",
+}
+
+
+def _segment(slide: Path, out: Path, on_error: str = "skip") -> dict:
+    name = slide.stem
+    return segment_slide(slide, name, SegmentationConfig(), mask_png=out / f"{name}.png",
+                         mask_json=out / f"{name}.json", qc_image=out / f"{name}.jpg",
+                         on_error=on_error)
+
+
+@pytest.mark.parametrize("kind", sorted(SEGMENT_FAILURES))
+def test_segment_records_a_bad_slide_or_stops_under_fail(kind: str, bad_slides: dict,
+                                                         tmp_path: Path) -> None:
+    slide = bad_slides.get(kind, tmp_path / "missing.tiff")
+    meta = _segment(slide, tmp_path)
+    assert meta["status"] == "failed" and meta["stage"] == "segment"
+    assert re.search(SEGMENT_FAILURES[kind], meta["error"]), meta["error"]
+    assert json.loads((tmp_path / f"{slide.stem}.json").read_text())["status"] == "failed"
+    with pytest.raises(SlideError, match=SEGMENT_FAILURES[kind]):
+        _segment(slide, tmp_path / "fail", on_error="fail")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from duopath.encoding.registry import load_encoder
+
+    return load_encoder("efficientnet_lite0", None, device="cpu")
+
+
+def _through_embed(slide: Path, out: Path, encoder, on_error: str = "skip") -> tuple[Path, Path, Path]:
+    name = slide.stem
+    _segment(slide, out)
+    tile_slide(out / f"{name}.png", out / f"{name}.json", TilingConfig(), tiles_out=out / f"{name}.parquet")
+    store = out / f"{name}.zarr"
+    # one worker process: the damaged read happens in a DataLoader worker, as in the DAG
+    embed_slide(slide, out / f"{name}.parquet", store, EncoderConfig(num_workers=1, batch_size=16),
+                slide_id=name, encoder=encoder, on_error=on_error)
+    return out / f"{name}.json", out / f"{name}.parquet", store
+
+
+def test_damaged_tile_data_fails_in_embed_and_is_a_summary_row(bad_slides: dict, tmp_path: Path,
+                                                               encoder) -> None:
+    """It killed `embed` with an OpenSlideError from a worker; now a failed store + row."""
+    rows = [_through_embed(bad_slides[k], tmp_path, encoder)
+            for k in ("good", "damaged_full_res", "damaged_thumbnail")]
+    attrs = dict(zarr.open_group(str(rows[1][2]), mode="r").attrs)
+    assert attrs["status"] == "failed" and attrs["stage"] == "embed"
+    assert "cannot read its pixel data at level 0" in attrs["error"]
+    assert not list(zarr.open_group(str(rows[1][2]), mode="r").group_keys())
+    table = summarise(*map(list, zip(*[r[:2] for r in rows], strict=True)), tmp_path / "summary.csv",
+                      feature_stores=[r[2] for r in rows]).set_index("slide_id")
+    assert table.loc["good", "status"] == "ok" and table.loc["good", "stage"] == ""
+    assert table.loc["damaged_full_res", ["status", "stage"]].tolist() == ["failed", "embed"]
+    assert table.loc["damaged_thumbnail", ["status", "stage"]].tolist() == ["failed", "segment"]
+    assert "the file is damaged" in table.loc["damaged_full_res", "error"]
+    saved = pd.read_csv(tmp_path / "summary.csv", keep_default_na=False).set_index("slide_id")
+    assert saved.loc["damaged_full_res", "stage"] == "embed"
+    with pytest.raises(SlideError, match="cannot read its pixel data"):
+        _through_embed(bad_slides["damaged_full_res"], tmp_path / "fail", encoder, on_error="fail")
