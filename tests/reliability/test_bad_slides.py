@@ -90,3 +90,40 @@ def test_damaged_tile_data_fails_in_embed_and_is_a_summary_row(bad_slides: dict,
     assert saved.loc["damaged_full_res", "stage"] == "embed"
     with pytest.raises(SlideError, match="cannot read its pixel data"):
         _through_embed(bad_slides["damaged_full_res"], tmp_path / "fail", encoder, on_error="fail")
+
+
+@pytest.mark.slow
+def test_dag_goes_on_past_damaged_slides(bad_slides: dict, tmp_path: Path) -> None:
+    """Through Snakemake: segment and embed failures no longer stop the cohort's WSI half."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    from duopath import layout
+
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    names = ["good", "damaged_full_res", "damaged_thumbnail"]
+    for name in names:
+        shutil.copy(bad_slides[name], slides / f"{name}.tiff")
+    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "slide_id": names,
+                  "slide_path": [f"{n}.tiff" for n in names], "time": [5, 6, 7], "event": [1, 0, 1]}
+                 ).to_csv(tmp_path / "samples.csv", index=False)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+        "cohorts": {"tiny": {"sample_sheet": "samples.csv", "slide_dir": "slides"}},
+        "encoder": {"num_workers": 1, "batch_size": 16}}))
+    target = layout.out("output", layout.WSI_SUMMARY, cohort="tiny")
+    repo = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"),
+                          "--directory", str(tmp_path), "--cores", "2", target],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    summary = pd.read_csv(tmp_path / target, keep_default_na=False).set_index("slide_id")
+    assert summary.loc["good", "status"] == "ok"
+    assert summary.loc["damaged_thumbnail", ["status", "stage"]].tolist() == ["failed", "segment"]
+    store = tmp_path / layout.out("output", layout.FEATURES, cohort="tiny", slide="damaged_full_res",
+                                  encoder="efficientnet_lite0")
+    attrs = zarr.open_group(str(store), mode="r").attrs
+    assert attrs["status"] == "failed" and attrs["stage"] == "embed"
