@@ -23,4 +23,4 @@ rule embed:
         "../envs/embed.yaml"
     shell:
         "duopath embed {input.slide} --tiles {input.tiles} --slide-id {wildcards.slide} "
-        "--settings {params.settings} {params.mpp} --out {output} > {log} 2>&1"
+        "--settings {params.settings} {params.mpp} --on-error " + CFG.on_slide_error + " --out {output} > {log} 2>&1"

@@ -1,5 +1,7 @@
 # Stage 2: nested multi-magnification tile grids by µm/px (10x parents, 20x children).
 
+import shlex
+
 
 rule tile:
     input:
@@ -32,7 +34,8 @@ rule wsi_summary:
         P(layout.WSI_SUMMARY),
     params:
         args=lambda wc, input: " ".join(
-            f"--mask-meta {m} --tiles {t}" for m, t in zip(input.meta, input.tiles)
+            f"--mask-meta {shlex.quote(m)} --tiles {shlex.quote(t)} --features {shlex.quote(f)}"
+            for m, t, f in zip(input.meta, input.tiles, input.features)
         ),
     localrule: True
     shell:
