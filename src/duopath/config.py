@@ -169,10 +169,24 @@ class RnaConfig(_Strict):
     not start from the same inputs. Gene-set names are exact (``HALLMARK_E2F_TARGETS``).
     """
 
-    value_type: Literal["counts", "tpm", "fpkm_uq"] = Field(
+    value_type: Literal["counts", "tpm", "fpkm", "fpkm_uq", "log", "zscore"] = Field(
         "counts",
-        description="what the input values are (GDC STAR: which column is read); counts are "
-        "library-size normalised, tpm / fpkm_uq are used as given; all are then log1p'd",
+        description="what the input values are (GDC STAR: which column is read). counts: "
+        "library-size normalised, then log1p; tpm / fpkm / fpkm_uq: log1p as given; log: "
+        "already log-scale (log2 microarray intensities, log-CPM...), used as given; zscore: "
+        "already standardised per gene, used as given and no HVG selection (every gene kept)",
+    )
+    gene_map: Path | None = Field(
+        None,
+        description="CSV/TSV with two columns, input ID then HGNC symbol (e.g. a microarray "
+        "platform's probe -> gene symbol table); IDs it lists take its symbol, the others are "
+        "read as Ensembl IDs or symbols",
+    )
+    min_mapped_fraction: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="stop with an error when fewer than this share of input genes are "
+        "recognised (Ensembl ID, known HGNC symbol, gene-set member or in gene_map): the IDs "
+        "are probably of another kind (probes, another species) and need rna.gene_map",
     )
     hvg_fraction: float = Field(0.3, gt=0.0, le=1.0, description="share of genes flagged HVG")
     protein_coding_only: bool = Field(
@@ -180,16 +194,20 @@ class RnaConfig(_Strict):
         description="keep protein-coding genes only (GDC: gene_type column; other inputs: genes "
         "of the packaged GENCODE v31 protein-coding/TR_C/IG_C map)",
     )
-    hvg_method: Literal["seurat", "variance"] = Field(
-        "seurat",
-        description="seurat: dispersion normalised within mean bins (scanpy); variance: plain "
-        "variance of log expression",
+    hvg_method: Literal["auto", "seurat", "variance", "none"] = Field(
+        "auto",
+        description="seurat: dispersion normalised within mean bins (scanpy; assumes log1p of "
+        "normalised values); variance: plain variance of the log values; none: every gene is "
+        "flagged (z-scores have unit variance by construction). auto: seurat for counts / tpm / "
+        "fpkm / fpkm_uq, variance for log, none for zscore",
     )
     target_sum: float = Field(1e6, gt=0, description="counts are scaled to this library size")
-    duplicate_rule: Literal["sum", "max_mean"] = Field(
-        "sum",
-        description="several distinct input genes (different Ensembl IDs) with one HGNC symbol: "
-        "sum them (reads of one gene), or keep only the one with the highest mean",
+    duplicate_rule: Literal["auto", "sum", "max_mean", "mean"] = Field(
+        "auto",
+        description="several input genes with one HGNC symbol (or several probes of one gene): "
+        "sum them (reads of one gene; linear scales only), keep the one with the highest mean, "
+        "or average them (log / z-score values, as limma's avereps). auto: sum for counts / tpm "
+        "/ fpkm / fpkm_uq, mean for log / zscore",
     )
     duplicate_genes: Literal["error", "sum", "first"] = Field(
         "error",
@@ -269,6 +287,38 @@ class RnaConfig(_Strict):
             raise ValueError(f"TCGA sample-type codes are two digits like '01', got {bad}")
         return codes
 
+    @property
+    def is_log_scale(self) -> bool:
+        """The input is already on a log (or z-score) scale: no library size, no log1p."""
+        return self.value_type in ("log", "zscore")
+
+    @property
+    def resolved_duplicate_rule(self) -> str:
+        """``duplicate_rule`` with ``auto`` resolved by ``value_type``."""
+        if self.duplicate_rule != "auto":
+            return self.duplicate_rule
+        return "mean" if self.is_log_scale else "sum"
+
+    @property
+    def resolved_hvg_method(self) -> str:
+        """``hvg_method`` with ``auto`` resolved by ``value_type``."""
+        if self.hvg_method != "auto":
+            return self.hvg_method
+        return {"log": "variance", "zscore": "none"}.get(self.value_type, "seurat")
+
+    @field_validator("gene_map")
+    @classmethod
+    def _gene_map(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        if not path.name.lower().removesuffix(".gz").endswith((".csv", ".tsv", ".txt")):
+            raise ValueError(f"gene map {path}: expected a .csv, .tsv or .txt file (two columns: "
+                             "input ID, HGNC symbol)")
+        if not path.exists():
+            raise ValueError(f"gene map {path} does not exist (paths are relative to the "
+                             "directory snakemake runs in)")
+        return path
+
     @field_validator("gene_sets")
     @classmethod
     def _sources(cls, sources: list[str]) -> list[str]:
@@ -294,6 +344,16 @@ class RnaConfig(_Strict):
         both = sorted(set(self.tumour_sets) & set(self.tme_sets))
         if both:
             raise ValueError(f"gene sets in both tumour_sets and tme_sets: {both}")
+        if self.is_log_scale and self.duplicate_rule == "sum":
+            raise ValueError(f"duplicate_rule 'sum' adds values, which is wrong for value_type "
+                             f"{self.value_type!r} (a sum of logs is a product); use mean, "
+                             "max_mean or auto")
+        if self.is_log_scale and self.duplicate_genes == "sum":
+            raise ValueError(f"duplicate_genes 'sum' adds repeated rows, which is wrong for "
+                             f"value_type {self.value_type!r}; use error or first")
+        if self.value_type == "zscore" and self.hvg_method in ("seurat", "variance"):
+            raise ValueError(f"hvg_method {self.hvg_method!r} on z-scores ranks genes by a "
+                             "variance that standardisation set to 1; use none or auto")
         return self
 
 

@@ -6,16 +6,20 @@ The h5ad contract (what the model stages may rely on)
 - ``obs``: indexed by ``patient_id``, one row per patient WITH RNA, sorted by ID. Columns
   ``rna_sample_id`` (the sample kept for that patient), ``site``, ``label``, ``time`` (float),
   ``event`` (nullable int, 1 = event observed), plus ``library_size`` (sum of the input values
-  over mapped genes), ``n_genes_detected`` and ``rna_sample_type`` (TCGA code or "").
+  over mapped genes; NaN for log / z-score input, which has no library), ``n_genes_detected``
+  (values > 0; NaN for log / z-score) and ``rna_sample_type`` (TCGA code or "").
 - ``uns["patients_without_rna"]``: patients of the sheet without an RNA sample. They stay in
   the cohort (slide-only student and WSI baselines use them); they are not rows of ``obs``.
 - ``var``: indexed by HGNC symbol, sorted, unique. ``ensembl_id`` (unversioned, "" where
   unknown), ``gene_type`` ("" where the input had none), ``n_collapsed`` (input rows merged
   into the symbol), ``highly_variable``, ``group_T``, ``group_E`` (booleans).
 - ``layers["counts"]``: the input values as read (raw counts for ``value_type: counts``;
-  TPM / FPKM-UQ otherwise, see ``uns["normalisation"]``), int32 when integral.
-- ``X``: float32 log1p of library-size-normalised counts (CPM by default) or of TPM/FPKM-UQ.
-  Not z-scored: use :func:`duopath.rna.normalise.fit_scaler` on a fold's training patients and
+  TPM / FPKM / FPKM-UQ, log-scale values or z-scores otherwise, see ``uns["normalisation"]``),
+  int32 when integral counts.
+- ``X``: float32 log1p of library-size-normalised counts (CPM by default) or of TPM/FPKM(-UQ);
+  for ``value_type: log`` / ``zscore`` the input values as given (already transformed; a
+  z-scored input was standardised by whoever made it, possibly over all patients). Not
+  z-scored here: use :func:`duopath.rna.normalise.fit_scaler` on a fold's training patients and
   :func:`~duopath.rna.normalise.apply_scaler`, so held-out patients never shape the inputs.
 - ``obsm["pathways"]``: DataFrame, patients × scored gene sets (method in
   ``uns["gene_sets"]["method"]``); ``obsm["group_scores"]``: DataFrame with columns ``T``, ``E``
@@ -46,7 +50,13 @@ from duopath import __version__
 from duopath.config import RnaConfig
 from duopath.io import atomic_path, write_text
 from duopath.rna import RnaError
-from duopath.rna.genes import GeneReport, collapse_repeated_genes, harmonise_genes, load_gene_map
+from duopath.rna.genes import (
+    GeneReport,
+    collapse_repeated_genes,
+    harmonise_genes,
+    load_gene_map,
+    load_user_gene_map,
+)
 from duopath.rna.genesets import HALLMARK, HALLMARK_CITATION, Groups, build_groups, load_gene_sets
 from duopath.rna.join import JoinResult, join_samples, patient_table
 from duopath.rna.readers import RawRna, read_rna
@@ -114,7 +124,10 @@ def build_rna(
     # Gene sets first: a typo in a set name or a bad GMT fails before a large input is read.
     sets = load_gene_sets(settings.gene_sets)
     gene_map = load_gene_map()
+    user_map = load_user_gene_map(settings.gene_map) if settings.gene_map is not None else None
     known_symbols = set(gene_map.symbols) | {g for gs in sets for g in gs.genes}
+    if user_map is not None:
+        known_symbols |= set(user_map) | {s for s in user_map.values() if s}
     hints = set(sheet_df["rna_sample_id"]) | set(sheet_df["patient_id"])
     raw = read_rna(source, value_type=settings.value_type, sample_hints=hints,
                    gene_symbols=known_symbols)
@@ -132,22 +145,30 @@ def build_rna(
                                                source=str(source))
     matrix, var, gene_report = harmonise_genes(
         values, features, gene_map=gene_map,
-        protein_coding_only=settings.protein_coding_only, duplicate_rule=settings.duplicate_rule,
+        protein_coding_only=settings.protein_coding_only,
+        duplicate_rule=settings.resolved_duplicate_rule, user_map=user_map,
+        known_symbols=known_symbols, min_recognised=settings.min_mapped_fraction,
+        user_map_source=f"rna.gene_map {settings.gene_map}",
     )
+    _check_scale(matrix, settings.value_type, source)
     lib = matrix.sum(axis=1)
-    empty = [samples[i] for i in np.flatnonzero(lib <= 0)]
+    # log / z-score input has no library: an "empty" sample is one without any variation
+    empty_mask = (np.ptp(matrix, axis=1) == 0) if settings.is_log_scale else lib <= 0
+    empty = [samples[i] for i in np.flatnonzero(empty_mask)]
     if empty:
         files = raw.sample_meta.loc[empty, "file"]
         detail = ", ".join(f"{s} (patient {patients[samples.index(s)]}, {files[s]})"
                            for s in empty[:5])
         if not settings.drop_empty_samples:
+            what = ("the same value in every mapped gene" if settings.is_log_scale
+                    else "no counts in any mapped gene")
             raise RnaError(
-                f"{len(empty)} RNA sample(s) have no counts in any mapped gene: {detail}. A failed "
+                f"{len(empty)} RNA sample(s) have {what}: {detail}. A failed "
                 "library cannot be normalised: remove it from the input, or set "
                 "rna.drop_empty_samples: true to treat its patient as having no RNA"
             )
         log.warning("dropping %d all-zero RNA sample(s): %s", len(empty), detail)
-        keep = lib > 0
+        keep = ~empty_mask
         matrix = matrix[keep]
         dropped_patients = [p for p, k in zip(patients, keep, strict=True) if not k]
         patients = [p for p, k in zip(patients, keep, strict=True) if k]
@@ -155,15 +176,22 @@ def build_rna(
         join.patients_without_rna = sorted(join.patients_without_rna + dropped_patients)
     if len(patients) < 2:
         raise RnaError(f"{source}: only {len(patients)} patient(s) with RNA; at least 2 are needed")
-    zero_genes = ~(matrix > 0).any(axis=0)
+    # a gene without information: zero everywhere (linear scales), constant (log / z-scores)
+    zero_genes = ((np.ptp(matrix, axis=0) == 0) if settings.is_log_scale
+                  else ~(matrix > 0).any(axis=0))
     if zero_genes.any():
-        log.info("%d genes are zero in every kept sample and are left out", int(zero_genes.sum()))
+        log.info("%d genes are %s in every kept sample and are left out", int(zero_genes.sum()),
+                 "constant" if settings.is_log_scale else "zero")
         matrix, var = matrix[:, ~zero_genes], var.loc[~zero_genes].copy()
 
     obs = patient_table(sheet_df).loc[patients]
     obs.insert(0, "rna_sample_id", samples)
-    obs["library_size"] = matrix.sum(axis=1)
-    obs["n_genes_detected"] = (matrix > 0).sum(axis=1).astype(np.int32)
+    if settings.is_log_scale:
+        obs["library_size"] = np.nan
+        obs["n_genes_detected"] = np.nan
+    else:
+        obs["library_size"] = matrix.sum(axis=1)
+        obs["n_genes_detected"] = (matrix > 0).sum(axis=1).astype(np.int32)
     obs["rna_sample_type"] = [str(raw.sample_meta.loc[s, "sample_type"]) for s in samples]
     obs["event"] = obs["event"].astype("Int64")
     obs["time"] = obs["time"].astype(np.float64)
@@ -178,7 +206,7 @@ def build_rna(
     adata = ad.AnnData(X=counts.astype(np.float32), obs=obs, var=var)
     adata.layers["counts"] = counts
     normalise(adata, value_type=settings.value_type, target_sum=settings.target_sum)
-    n_hvg = select_hvg(adata, fraction=settings.hvg_fraction, method=settings.hvg_method)
+    n_hvg = select_hvg(adata, fraction=settings.hvg_fraction, method=settings.resolved_hvg_method)
     log.info("%d of %d genes flagged highly variable", n_hvg, adata.n_vars)
 
     groups = build_groups(
@@ -233,7 +261,10 @@ def build_rna(
         "n_not_protein_coding": gene_report.n_not_protein_coding,
         "n_duplicate_rows": gene_report.n_duplicate_rows,
         "n_all_zero": int(zero_genes.sum()),
-        "duplicate_rule": settings.duplicate_rule,
+        "n_user_mapped": gene_report.n_user_mapped,
+        "n_unrecognised": len(gene_report.unrecognised),
+        "unrecognised_examples": _strs(gene_report.unrecognised[:20]),
+        "duplicate_rule": settings.resolved_duplicate_rule,
     }
     adata.uns["provenance"] = {
         "duopath_version": __version__,
@@ -243,6 +274,7 @@ def build_rna(
         "orientation": raw.orientation,
         "join_mode": join.mode,
         "gene_map": gene_map.source,
+        "user_gene_map": "" if settings.gene_map is None else Path(settings.gene_map).name,
     }
 
     with atomic_path(out) as tmp:
@@ -258,6 +290,31 @@ def build_rna(
         if summary is not None:
             write_text(summary, summary_text(adata, report, sheet_df))
     return adata
+
+
+#: Largest value a log2-scale expression matrix plausibly holds (log2 of ~1e9); linear counts
+#: and TPM of a real transcriptome exceed it in nearly every sample.
+LOG_SCALE_MAX = 30.0
+
+
+def _check_scale(matrix: np.ndarray, value_type: str, source: Path) -> None:
+    """Warn when the values contradict ``value_type`` (the commonest processed-RNA mistake).
+
+    Linear values (counts, TPM) whose every entry is below :data:`LOG_SCALE_MAX` and non-integral
+    look log-transformed already: log1p'ing them again flattens the signal. Log-scale values
+    above 100 look linear. A warning, not an error: a tiny targeted panel can be either.
+    """
+    if not matrix.size:
+        return
+    top = float(np.max(matrix))
+    if value_type in ("counts", "tpm", "fpkm", "fpkm_uq"):
+        if top < LOG_SCALE_MAX and not np.array_equal(matrix, np.round(matrix)):
+            log.warning("%s: rna.value_type is %s but every value is below %g and non-integer, "
+                        "as log-scale data are; set rna.value_type: log if they are", source,
+                        value_type, LOG_SCALE_MAX)
+    elif value_type == "log" and top > 100:
+        log.warning("%s: rna.value_type is log but values reach %g, as linear counts/TPM do; set "
+                    "rna.value_type: counts or tpm if they are not log-transformed", source, top)
 
 
 def settings_from_json(text: str) -> RnaConfig:

@@ -6,6 +6,8 @@ symbol (``var["ensembl_id"]``) where known.
 
 Sources of the mapping, in order of trust:
 
+0. a user mapping file (``rna.gene_map``: input ID → symbol, e.g. a microarray platform's
+   probe → gene table), for the IDs it lists;
 1. the input's own annotation (GDC STAR files carry ``gene_name`` of GENCODE v36);
 2. the packaged GENCODE v31 map (``data/genesets/gencode.v31...stripped.txt``: protein-coding,
    TR_C and IG_C genes of level 1/2), matched on the *unversioned* ID. Symbols renamed after
@@ -16,9 +18,16 @@ Repeated genes (the input lists one gene on several rows: the same symbol, or th
 ID in any version) are handled first, by ``rna.duplicate_genes`` (:func:`collapse_repeated_genes`):
 an error naming them by default, since a repeated row is usually a merge or export mistake.
 
-Duplicate rule (several distinct input genes end up with one symbol, e.g. two loci named alike,
-GENCODE's ~50 such symbols in every STAR file): ``sum`` adds them (counts and TPM are additive over the
-features of one gene), ``max_mean`` keeps the row with the highest mean. ``_PAR_Y`` rows
+Duplicate rule (several distinct input IDs end up with one symbol, e.g. two loci named alike,
+GENCODE's ~50 such symbols in every STAR file, or several microarray probes of one gene):
+``sum`` adds them (counts and TPM are additive over the features of one gene), ``mean``
+averages them (log-scale and z-scored values, where a sum would be a product), ``max_mean``
+keeps the row with the highest mean.
+
+Unrecognised IDs: a label that is neither an Ensembl ID, a known symbol (packaged map or a
+gene set) nor in the user map is still kept as a symbol (a renamed gene keeps its data), but when
+fewer than ``rna.min_mapped_fraction`` of the input is recognised the build stops: the IDs are
+of another kind (probe IDs, another species) and would silently fall out of every gene set. ``_PAR_Y`` rows
 (GENCODE's Y copies of pseudo-autosomal genes, zero in GDC counts) are dropped.
 """
 
@@ -27,8 +36,10 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -135,6 +146,48 @@ def collapse_repeated_genes(
     return np.asarray((indicator.T @ values.T.astype(np.float64)).T), kept
 
 
+def load_user_gene_map(path: Path | str) -> dict[str, str]:
+    """A user's ID → symbol table (``rna.gene_map``): CSV/TSV, header row, first two columns.
+
+    E.g. a GEO platform annotation (``ID``, ``Gene Symbol``) cut to two columns. An empty symbol
+    (control probes) and a multi-gene symbol (``A /// B``, a probe hybridising to several
+    genes) map to ``""``: such IDs are left out as unmapped rather than guessed. One ID listed
+    twice with different symbols is an error naming both lines.
+    """
+    path = Path(path)
+    sep = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
+    try:
+        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise RnaError(f"gene map {path}: cannot read it as {'CSV' if sep == ',' else 'TSV'}: "
+                       f"{err}") from None
+    if table.shape[1] < 2:
+        raise RnaError(
+            f"gene map {path}: needs two columns (input ID, HGNC symbol) after a header row, "
+            f"found {list(table.columns)}"
+            + (" (a TSV needs tabs; a CSV needs a .csv name)" if table.shape[1] == 1 else "")
+        )
+    if table.empty:
+        raise RnaError(f"gene map {path}: no rows after the header")
+    ids = table.iloc[:, 0].str.strip()
+    syms = table.iloc[:, 1].str.strip()
+    syms = syms.where(~syms.str.contains("///", regex=False), "")
+    if (ids == "").any():
+        raise RnaError(f"gene map {path}, line {int(np.flatnonzero(ids == '')[0]) + 2}: empty ID")
+    out: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for i, (gid, sym) in enumerate(zip(ids, syms, strict=True)):
+        if gid in out and out[gid] != sym:
+            raise RnaError(
+                f"gene map {path}: ID {gid} maps to {out[gid]!r} (line {first_line[gid]}) and to "
+                f"{sym!r} (line {i + 2}); keep one symbol per ID"
+            )
+        out[gid] = sym
+        first_line.setdefault(gid, i + 2)
+    log.info("gene map %s: %d IDs, %d with one symbol", path, len(out), sum(map(bool, out.values())))
+    return out
+
+
 @dataclass
 class GeneReport:
     """What harmonisation did, for the log and the QC summary."""
@@ -146,6 +199,8 @@ class GeneReport:
     n_not_protein_coding: int = 0
     n_duplicate_rows: int = 0
     n_symbols: int = 0
+    n_user_mapped: int = 0
+    unrecognised: list[str] = field(default_factory=list)
 
     @property
     def mapped_fraction(self) -> float:
@@ -160,6 +215,10 @@ def harmonise_genes(
     gene_map: GeneMap,
     protein_coding_only: bool,
     duplicate_rule: str,
+    user_map: Mapping[str, str] | None = None,
+    known_symbols: Collection[str] | None = None,
+    min_recognised: float = 0.0,
+    user_map_source: str = "rna.gene_map",
 ) -> tuple[np.ndarray, pd.DataFrame, GeneReport]:
     """Map input features (columns of ``values``, samples × features) to unique HGNC symbols.
 
@@ -167,6 +226,10 @@ def harmonise_genes(
     ``gene_id``, ``gene_name``, ``gene_type`` columns (empty string = unknown). Returns the
     samples × symbols matrix (columns sorted by symbol, so input row order never matters), the
     var table (index symbol; ``ensembl_id``, ``gene_type``, ``n_collapsed``) and a report.
+
+    ``user_map`` (:func:`load_user_gene_map`) takes precedence for the labels it lists (an empty
+    symbol there means "unmapped"). With ``known_symbols``, fewer than ``min_recognised`` of the
+    input recognised (see the module docstring) raises :class:`RnaError` naming examples.
     """
     if values.shape[1] != len(features):
         raise ValueError("values and features disagree on the number of genes")
@@ -177,6 +240,17 @@ def harmonise_genes(
         feats[col] = feats[col].fillna("").astype(str).str.strip()
     labels = feats["label"].astype(str).str.strip()
     report = GeneReport(n_input=len(feats))
+    in_user = pd.Series(False, index=labels.index)
+    if user_map is not None:
+        in_user = labels.isin(user_map.keys())
+        if not in_user.any():
+            raise RnaError(
+                f"{user_map_source}: none of its {len(user_map)} IDs (e.g. "
+                f"{', '.join(list(user_map)[:3])}) is a gene ID of the RNA input (e.g. "
+                f"{', '.join(labels[:3])}); the first column must hold the input's own IDs "
+                "exactly (check prefixes such as R's 'X', suffixes and case)"
+            )
+        report.n_user_mapped = int((in_user & labels.map(lambda g: bool(user_map.get(g)))).sum())
 
     # Ensembl ID: from the gene_id column, else from a label that is an Ensembl ID.
     raw_id = feats["gene_id"].where(feats["gene_id"] != "", labels.where(labels.map(is_ensembl), ""))
@@ -186,15 +260,24 @@ def harmonise_genes(
 
     # Symbol: the input's own name, else the map, else a label that is not an Ensembl ID.
     sym = feats["gene_name"].copy()
-    from_map = (sym == "") & (ens != "")
+    if user_map is not None:
+        sym[in_user] = labels[in_user].map(user_map)
+    from_map = (sym == "") & (ens != "") & ~in_user
     sym[from_map] = ens[from_map].map(gene_map.ensembl_to_symbol).fillna("")
-    label_is_symbol = (sym == "") & (ens == "") & ~labels.map(is_ensembl)
+    label_is_symbol = (sym == "") & (ens == "") & ~labels.map(is_ensembl) & ~in_user
     sym[label_is_symbol] = labels[label_is_symbol]
     ens = ens.where(ens != "", sym.map(gene_map.symbol_to_ensembl).fillna(""))
 
     mapped = (sym != "") & ~par_y
     report.n_mapped = int(mapped.sum())
     report.unmapped = labels[(sym == "") & ~par_y].tolist()
+    if known_symbols is not None:
+        # The ID *type* is what is checked: an Ensembl ID outside the packaged protein-coding
+        # map (a lncRNA) is of the right kind, a label no source knows is not.
+        recognised = (labels.map(is_ensembl) | in_user | (feats["gene_name"] != "")
+                      | (feats["gene_id"] != "") | labels.isin(set(known_symbols)))
+        report.unrecognised = labels[~recognised & ~par_y].tolist()
+        _check_recognised(report, min_recognised, user_map is not None, gene_map.source)
     if report.unmapped:
         log.warning(
             "%d of %d genes have no HGNC symbol (not in the input annotation nor in %s) and are "
@@ -234,7 +317,7 @@ def harmonise_genes(
                               kind="mergesort")
     rep = table.drop_duplicates("symbol", keep="first").set_index("symbol")
     counts = table.groupby("symbol", sort=True)["col"].size()
-    if duplicate_rule == "sum":
+    if duplicate_rule in ("sum", "mean"):
         # A sparse row → symbol indicator: one matrix product sums every duplicate group.
         codes, symbols = pd.factorize(table["symbol"], sort=True)
         indicator = sparse.csr_matrix(
@@ -242,6 +325,8 @@ def harmonise_genes(
             shape=(vals.shape[1], len(symbols)),
         )
         out = np.asarray((indicator.T @ vals.T.astype(np.float64)).T)
+        if duplicate_rule == "mean":
+            out /= np.asarray(indicator.sum(axis=0)).ravel()[None, :]
     elif duplicate_rule == "max_mean":
         symbols = rep.index
         out = vals[:, rep.loc[symbols, "col"].to_numpy()].astype(np.float64)
@@ -257,6 +342,32 @@ def harmonise_genes(
     )
     report.n_symbols = len(var)
     return out, var, report
+
+
+def _check_recognised(report: GeneReport, min_recognised: float, has_user_map: bool,
+                      map_source: str) -> None:
+    """Stop when too little of the input is recognised (module docstring), naming examples."""
+    usable = report.n_input - report.n_par_y
+    n_bad = len(report.unrecognised)
+    if not usable or n_bad == 0:
+        return
+    share = 1.0 - n_bad / usable
+    examples = ", ".join(report.unrecognised[:8])
+    if share >= min_recognised:
+        log.warning("%d of %d input genes are not recognised (kept under their own label when "
+                    "not empty: %s)", n_bad, usable, examples)
+        return
+    what = ("neither Ensembl IDs, HGNC symbols known to " + map_source + " or to the gene sets"
+            + (", nor given a symbol by rna.gene_map" if has_user_map else ""))
+    raise RnaError(
+        f"{n_bad} of {usable} input gene IDs ({n_bad / usable:.0%}) are {what} (e.g. {examples}); "
+        f"only {share:.0%} recognised, rna.min_mapped_fraction is {min_recognised:g}. If they are "
+        "microarray probe or other platform IDs, give rna.gene_map: a CSV/TSV with a header row "
+        "and two columns (input ID, HGNC symbol), e.g. the platform's annotation table from GEO"
+        + ("; extend the one given to these IDs" if has_user_map else "")
+        + ". Symbols of another species need gene sets of that species (rna.gene_sets); to keep "
+        "unknown labels as they are, lower rna.min_mapped_fraction"
+    )
 
 
 def _protein_coding(gene_type: pd.Series, sym: pd.Series, gene_map: GeneMap) -> np.ndarray:

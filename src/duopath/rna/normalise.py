@@ -1,8 +1,11 @@
 """Normalisation (scanpy), highly variable genes, and the per-fold z-score scaler.
 
 What is stored in the h5ad is *cohort-independent per sample*: ``layers["counts"]`` (input
-values) and ``X`` = log1p of library-size-normalised counts (or of TPM / FPKM-UQ as given).
-Neither uses another sample's values, so nothing leaks between folds.
+values) and ``X`` = log1p of library-size-normalised counts (or of TPM / FPKM(-UQ) as given;
+log-scale and z-scored input as given). Nothing here uses another sample's values, so nothing
+leaks between folds. (A matrix z-scored by its provider over all patients did use them; that
+happened before duopath saw it, and the per-fold scaler below re-centres it on training
+patients anyway.)
 
 What is *not* stored is a z-score: a gene's mean and standard deviation are statistics of a
 set of patients, and fitting them on the whole cohort would let test patients shape the
@@ -33,24 +36,30 @@ class ScalerLeakError(RnaError):
     """The scaler was asked to fit on patients that are held out (validation/test)."""
 
 
+#: Input already transformed: used as given (no library scaling, no log1p).
+AS_GIVEN = ("log", "zscore")
+
+
 def normalise(adata, *, value_type: str, target_sum: float) -> None:
-    """Fill ``X`` with log1p expression, in place; ``layers["counts"]`` must hold the input.
+    """Fill ``X`` with log expression, in place; ``layers["counts"]`` must hold the input.
 
     Counts are scaled to ``target_sum`` reads per sample first (CPM for 1e6), because library
-    sizes differ several-fold between samples; TPM and FPKM-UQ are already normalised for depth
-    and are only log-transformed.
+    sizes differ several-fold between samples; TPM and FPKM(-UQ) are already normalised for
+    depth and are only log1p'd. Log-scale values and z-scores are already transformed: a second
+    log would compress them for no reason, so they are used as given.
     """
     import scanpy as sc
 
     adata.X = np.asarray(adata.layers["counts"], dtype=np.float64).copy()
-    if value_type == "counts":
-        sc.pp.normalize_total(adata, target_sum=target_sum)
-    sc.pp.log1p(adata)
+    if value_type not in AS_GIVEN:
+        if value_type == "counts":
+            sc.pp.normalize_total(adata, target_sum=target_sum)
+        sc.pp.log1p(adata)
     adata.X = np.asarray(adata.X, dtype=np.float32)
     adata.uns["normalisation"] = {
         "value_type": value_type,
         "library_size": f"scaled to {target_sum:g}" if value_type == "counts" else "none",
-        "transform": "log1p",
+        "transform": "none (input already transformed)" if value_type in AS_GIVEN else "log1p",
     }
 
 
@@ -59,9 +68,14 @@ def select_hvg(adata, *, fraction: float, method: str) -> int:
 
     ``seurat`` (scanpy) ranks genes by dispersion normalised within bins of mean expression,
     so highly expressed genes do not win on their mean alone; ``variance`` ranks by the plain
-    variance of log expression (ties broken by symbol, for determinism).
+    variance of log expression (ties broken by symbol, for determinism); ``none`` flags every
+    gene (z-scored input: every gene's variance was set to 1, so no ranking means anything).
     """
     n_genes = adata.n_vars
+    if method == "none":
+        adata.var["highly_variable"] = np.ones(n_genes, dtype=bool)
+        adata.uns["hvg"] = {"fraction": 1.0, "method": "none", "n_top": n_genes}
+        return n_genes
     n_top = max(1, min(n_genes, round(fraction * n_genes)))
     if method == "seurat" and n_genes >= 20 and adata.n_obs >= 3:
         import scanpy as sc

@@ -35,12 +35,19 @@ def qc_figure(adata, dest: Path | str) -> None:
 
     ax = axes[0, 0]
     lib = adata.obs["library_size"].to_numpy(dtype=float)
-    order = np.argsort(lib)
-    ax.bar(np.arange(len(lib)), lib[order], color="#4477aa", width=1.0)
-    ax.set_yscale("log")
-    ax.set_title("library size per sample (sorted)")
+    if np.isfinite(lib).all():
+        order = np.argsort(lib)
+        ax.bar(np.arange(len(lib)), lib[order], color="#4477aa", width=1.0)
+        ax.set_yscale("log")
+        ax.set_title("library size per sample (sorted)")
+        ax.set_ylabel("sum of input values")
+    else:  # log-scale / z-scored input has no library: a failed array shows in its median
+        med = np.median(np.asarray(adata.X, dtype=float), axis=1)
+        order = np.argsort(med)
+        ax.bar(np.arange(len(med)), med[order], color="#4477aa", width=1.0)
+        ax.set_title("median value per sample (sorted; input already log/z-scaled)")
+        ax.set_ylabel("median of X")
     ax.set_xlabel("sample")
-    ax.set_ylabel("sum of input values")
 
     ax = axes[0, 1]
     x = np.asarray(adata.X, dtype=float)
@@ -123,10 +130,15 @@ def summary_text(adata, report, sheet: pd.DataFrame) -> str:
     if report.empty_samples:
         lines.append("  all-zero samples dropped: " + ", ".join(report.empty_samples))
     lines += [
+        f"values: {adata.uns['normalisation']['value_type']} "
+        f"(transform: {adata.uns['normalisation']['transform']})",
         f"genes in input: {genes.n_input}; mapped to HGNC: {genes.n_mapped} "
         f"({genes.mapped_fraction:.1%}); unmapped: {len(genes.unmapped)}"
         + (f" (e.g. {', '.join(genes.unmapped[:5])})" if genes.unmapped else "")
-        + (f"; _PAR_Y rows dropped: {genes.n_par_y}" if genes.n_par_y else ""),
+        + (f"; _PAR_Y rows dropped: {genes.n_par_y}" if genes.n_par_y else "")
+        + (f"; symbols from rna.gene_map: {genes.n_user_mapped}" if genes.n_user_mapped else "")
+        + (f"; not recognised, kept under their label: {len(genes.unrecognised)}"
+           if genes.unrecognised else ""),
         f"  not protein-coding, left out: {genes.n_not_protein_coding}; rows sharing a symbol: "
         f"{genes.n_duplicate_rows} (rule {adata.uns['genes']['duplicate_rule']}); zero in every "
         f"sample: {report.n_zero_genes}",

@@ -15,8 +15,9 @@ Three inputs (``cohorts.<name>.rna`` in config):
 - **An AnnData ``.h5ad``** (obs = samples): ``layers["counts"]`` if present and counts are
   asked for, else ``X``.
 
-All readers fail loudly on values a count matrix cannot hold (non-numeric, missing, negative)
-and on duplicated sample IDs, naming the file and the sample / gene.
+All readers fail loudly on values the declared ``rna.value_type`` cannot hold (non-numeric,
+missing; negative unless ``log`` / ``zscore``) and on duplicated sample IDs, naming the file and
+the sample / gene.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ from duopath.rna.genes import is_ensembl
 log = logging.getLogger(__name__)
 
 STAR_SUFFIX = ".rna_seq.augmented_star_gene_counts.tsv"
-STAR_COLUMNS = {"counts": "unstranded", "tpm": "tpm_unstranded", "fpkm_uq": "fpkm_uq_unstranded"}
+STAR_COLUMNS = {"counts": "unstranded", "tpm": "tpm_unstranded", "fpkm": "fpkm_unstranded",
+                "fpkm_uq": "fpkm_uq_unstranded"}
+#: value types whose values may be negative (already log-transformed or standardised)
+SIGNED_VALUE_TYPES = ("log", "zscore")
 GDC_SHEET_COLUMNS = ("File Name", "Case ID", "Sample ID", "Sample Type")
 #: GDC "Sample Type" text → TCGA sample-type code (for samples whose ID is not a barcode).
 GDC_SAMPLE_TYPES = {
@@ -112,7 +116,7 @@ def read_rna(
     else:
         raw = read_matrix(path, value_type=value_type, sample_hints=sample_hints,
                           gene_symbols=gene_symbols)
-    check_values(raw)
+    check_values(raw, value_type=value_type)
     return raw
 
 
@@ -156,6 +160,11 @@ def read_star_counts(path: Path, *, value_type: str) -> tuple[pd.DataFrame, np.n
     (``N_unmapped``, ``N_multimapping``, ``N_noFeature``, ``N_ambiguous``) dropped: they are
     read counts that no gene owns, not genes.
     """
+    if value_type not in STAR_COLUMNS:
+        raise RnaError(
+            f"{path}: GDC STAR files hold counts, TPM and FPKM(-UQ), not {value_type!r} values; "
+            f"set rna.value_type to one of {sorted(STAR_COLUMNS)}"
+        )
     column = STAR_COLUMNS[value_type]
     n_comment, header = 0, ""
     with _open_text(path) as fh:
@@ -495,14 +504,17 @@ def read_h5ad(
 # --------------------------------------------------------------------------- validation
 
 
-def check_values(raw: RawRna) -> None:
-    """Reject values no expression matrix can hold: missing/infinite or negative."""
-    bad = ~np.isfinite(raw.values)
-    for mask, what, hint in (
-        (bad, "a missing or infinite value", "fill it or drop the gene/sample"),
-        (raw.values < 0, "a negative value",
-         "counts/TPM are never negative: is this a log-ratio or z-scored matrix? Give raw values"),
-    ):
+def check_values(raw: RawRna, value_type: str = "counts") -> None:
+    """Reject values the declared ``value_type`` cannot hold: missing/infinite, or negative
+    for counts / TPM / FPKM (log-scale and z-scored values may be negative)."""
+    checks = [(~np.isfinite(raw.values), "a missing or infinite value",
+               "fill it or drop the gene/sample")]
+    if value_type not in SIGNED_VALUE_TYPES:
+        checks.append((raw.values < 0, "a negative value",
+                       f"rna.value_type is {value_type!r}, which is never negative: for log-scale "
+                       "values (log2 microarray, log-CPM) set rna.value_type: log, for z-scores "
+                       "rna.value_type: zscore"))
+    for mask, what, hint in checks:
         if mask.any():
             i, j = np.argwhere(mask)[0]
             sid = raw.sample_ids[i]
