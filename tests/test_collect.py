@@ -28,6 +28,7 @@ from duopath.evaluation.collect import (
     COMPARISON_COLUMNS,
     METRICS_COLUMNS,
     SUMMARY_COLUMNS,
+    TASK_METRICS,
     discover_models,
     evaluate_cohort,
     read_table,
@@ -281,7 +282,7 @@ def test_metrics_table_has_every_model_fold_metric_and_reasons_exactly_for_nan(e
         for t in TASKS
         for mo in MODELS
         for k in range(FOLDS)
-        for me in (SURVIVAL_METRICS if t == "survival" else CLASSIFICATION_METRICS)
+        for me in TASK_METRICS[t]
     }
     got = set(zip(m["task"], m["model"], m["fold"], m["metric"], strict=True))
     assert got == expected and len(m) == len(expected)
@@ -340,7 +341,8 @@ def test_comparisons_against_the_main_model(evaluation) -> None:
         (t, mo, me, te)
         for t in TASKS
         for mo in ("good_noisy", "weak")
-        for me in (SURVIVAL_METRICS if t == "survival" else CLASSIFICATION_METRICS)
+        for me in TASK_METRICS[t]
+        if me != "ibs_km"  # the Kaplan–Meier null is the same for every model: not compared
         for te in ("paired_t", "wilcoxon")
     }
     boot = c[(c["test"] == "bootstrap") & (c["model"] == "weak") & (c["task"] == "survival")].iloc[0]

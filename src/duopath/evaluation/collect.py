@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from duopath.evaluation.calibration import CALIBRATION_METRICS, calibration_metrics
 from duopath.evaluation.classification import CLASSIFICATION_METRICS
 from duopath.evaluation.cohort_tables import CohortTables
 from duopath.evaluation.compare import (
@@ -64,13 +65,15 @@ log = logging.getLogger(__name__)
 
 TASKS = ("survival", "classification")
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "survival": SURVIVAL_METRICS,
+    "survival": SURVIVAL_METRICS + CALIBRATION_METRICS,
     "classification": CLASSIFICATION_METRICS,
 }
+#: The same for every model of a fold (a reference line, not a model property): not compared.
+MODEL_FREE_METRICS = frozenset({"ibs_km"})
 #: The metric of the pooled bootstrap comparison and of the ablation table's headline.
 PRIMARY_METRIC = {"survival": "c_harrell", "classification": "auc"}
 #: Every other metric is "higher is better" (the report bolds the best mean accordingly).
-LOWER_IS_BETTER = frozenset({"ibs"})
+LOWER_IS_BETTER = frozenset({"ibs", *CALIBRATION_METRICS})
 
 METRICS_COLUMNS = ("task", *LONG_COLUMNS)
 SUMMARY_COLUMNS = ("task", "model", "metric", "mean", "std", "n_folds", "n_defined", "reasons")
@@ -277,12 +280,35 @@ def fold_metrics(run: FoldRun, tables: CohortTables) -> dict[str, MetricResult]:
             if survival_columns(pred) and edges is None:
                 raise ValueError(f"predictions carry surv_<k> columns but {INFO_FILE} has no time_bins")
             out = evaluate_survival_predictions(pred, train_time, train_event, edges)
+            out |= _calibration(run, pred, train_time, train_event, edges)
         else:
             out = evaluate_classification_predictions(pred)
     except ValueError as err:  # invalid inputs are an upstream bug: keep failing, say where
         raise ValueError(f"{where}: {err}") from err
     _cross_check(run, out)
     return out
+
+
+def _calibration(run: FoldRun, pred: pd.DataFrame, train_time: np.ndarray, train_event: np.ndarray,
+                 edges: np.ndarray | None) -> dict[str, MetricResult]:
+    """IBS of the Kaplan–Meier null, the interpolated and the recalibrated curves (``calibration``).
+
+    The recalibration is fit on the fold's inner VALIDATION predictions (``inner_predictions``);
+    a model that wrote none gets ``ibs_recal`` NaN with that reason.
+    """
+    from duopath.evaluation.curves import SurvivalCurve
+
+    cols = survival_columns(pred)
+    curve = SurvivalCurve.from_survival_columns(pred[cols].to_numpy(float), edges) if cols else None
+    inner = run.inner_predictions()
+    val = None
+    if inner is not None and "role" in inner.columns:
+        v = inner[inner["role"] == "val"].dropna(subset=["time", "event", "risk"])
+        if len(v):
+            val = (v["risk"].to_numpy(float), v["time"].to_numpy(float), v["event"].to_numpy(float))
+    return calibration_metrics(train_time, train_event, pred["time"].to_numpy(float),
+                               pred["event"].to_numpy(), pred["risk"].to_numpy(float),
+                               curve=curve, val=val)
 
 
 def _cross_check(run: FoldRun, out: Mapping[str, MetricResult]) -> None:
@@ -455,7 +481,8 @@ def comparisons_table(
             if model == reference:
                 continue
             for metric in TASK_METRICS[task]:
-                rows += _paired_rows(task, long, model, reference, metric)
+                if metric not in MODEL_FREE_METRICS:
+                    rows += _paired_rows(task, long, model, reference, metric)
             rows.append(_bootstrap_row(task, by_model, model, reference, n_boot, seed))
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 

@@ -280,7 +280,7 @@ def harmonise_genes(
         _check_recognised(report, min_recognised, user_map is not None, gene_map.source)
     if report.unmapped:
         log.warning(
-            "%d of %d genes have no HGNC symbol (not in the input annotation nor in %s) and are "
+            "%d of %d genes have no HGNC symbol (none in rna.gene_map, the input annotation or %s) and are "
             "left out, e.g. %s",
             len(report.unmapped), report.n_input - report.n_par_y, gene_map.source,
             ", ".join(report.unmapped[:5]),
