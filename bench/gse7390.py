@@ -93,6 +93,13 @@ def fold_scores(outcomes: pd.DataFrame, roles: dict[str, list[str]], pred: pd.Da
     return {m: float(out[m].value) for m in METRICS}
 
 
+def coxnet_frame(fit, xs: dict[str, np.ndarray], outcomes: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """A prediction frame (patient_id, risk, time, event) of the CoxNet for ``ids``."""
+    return pd.DataFrame({"patient_id": ids, "risk": fit.risk(np.stack([xs[p] for p in ids])),
+                         "time": outcomes.loc[ids, "time"].to_numpy(float),
+                         "event": outcomes.loc[ids, "event"].to_numpy(int)})
+
+
 def run(args: argparse.Namespace) -> dict:
     work: Path = args.work
     files = write_gse7390(work, slide_column=True)
@@ -138,14 +145,9 @@ def run(args: argparse.Namespace) -> dict:
             fit = fit_coxnet(np.stack([xs[p] for p in roles["train"]]), tr["time"], tr["event"],
                              genes=genes, seed=seed)
 
-            def frame(ids: list[str], role: str | None = None) -> pd.DataFrame:
-                f = pd.DataFrame({"patient_id": ids, "risk": fit.risk(np.stack([xs[p] for p in ids])),
-                                  "time": outcomes.loc[ids, "time"].to_numpy(float),
-                                  "event": outcomes.loc[ids, "event"].to_numpy(int)})
-                return f if role is None else f.assign(role=role)
-
             x_test = np.stack([xs[p] for p in roles["test"]])
-            cox = fold_scores(outcomes, roles, frame(roles["test"]), frame(roles["val"], "val"), None,
+            cox = fold_scores(outcomes, roles, coxnet_frame(fit, xs, outcomes, roles["test"]),
+                              coxnet_frame(fit, xs, outcomes, roles["val"]).assign(role="val"), None,
                               coxnet_surv=lambda times, xt=x_test, f=fit: f.survival(xt, times))
             rows.append({"repeat": rep, "fold": k, "model": "coxnet", **cox, **fit.summary()})
             log.info("rep %d fold %d (%.0f s): snn C %.3f IBS %.3f/%.3f/%.3f | coxnet C %.3f IBS "

@@ -21,8 +21,6 @@ import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_ipcw
 
-from duopath.evaluation import SURVIVAL_METRICS
-from duopath.evaluation.classification import CLASSIFICATION_METRICS
 from duopath.evaluation.cohort_tables import load_cohort_tables
 from duopath.evaluation.collect import (
     COMPARISON_COLUMNS,

@@ -119,7 +119,7 @@ def test_a_map_covering_too_few_probes_fails(gse: dict, tmp_path: Path) -> None:
 def test_user_map_file_errors(tmp_path: Path) -> None:
     one = tmp_path / "one.tsv"
     one.write_text("ID,symbol\nA,B\n")  # commas in a .tsv: one column
-    with pytest.raises(RnaError, match="needs two columns.*a TSV needs tabs"):
+    with pytest.raises(RnaError, match=r"needs two columns.*a TSV needs tabs"):
         load_user_gene_map(one)
     clash = tmp_path / "clash.tsv"
     clash.write_text("ID\tsymbol\np1\tTP53\np2\tEGFR\np1\tMDM2\n")
@@ -134,7 +134,7 @@ def test_ensembl_ids_with_and_without_version_and_a_map_of_ensembl(tmp_path: Pat
 
     feats = pd.DataFrame({"label": ["ENSG00000141510.17", "ENSG00000146648", "MYC", "ENSG00000999999.1"]})
     values = np.arange(8, dtype=float).reshape(2, 4) + 1
-    out, var, report = harmonise_genes(
+    _, var, report = harmonise_genes(
         values, feats, gene_map=load_gene_map(), protein_coding_only=False, duplicate_rule="sum",
         user_map={"ENSG00000999999.1": "MY_GENE"}, known_symbols={"MYC"}, min_recognised=1.0)
     assert list(var.index) == ["EGFR", "MYC", "MY_GENE", "TP53"]

@@ -7,6 +7,8 @@ validation patients, and only the test patients are scored.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,6 +55,7 @@ def folds(tmp_path_factory) -> list[dict]:
             ids = roles[role]
             fold[role] = out.loc[ids].assign(risk=fit.risk(np.stack([xs[p] for p in ids])))
             fold[f"x_{role}"] = np.stack([xs[p] for p in ids])
+        fold.update(roles=roles, splits=splits, sheet=files.sheet)
         result.append(fold)
     return result
 
@@ -128,3 +131,33 @@ def test_within_bin_interpolation_is_geometric_and_ends_at_the_follow_up() -> No
     np.testing.assert_allclose(s, [1.0, 0.8 ** 0.5, 0.8, 0.8 * 0.5 ** 0.5, 0.4 * 0.5 ** 0.5, 0.2, 0.2])
     # the step curve only drops at the end of a bin and never reaches the last bin's survival
     np.testing.assert_allclose(curve([5.0, 25.0, 99.0])[0], [1.0, 0.4, 0.4])
+
+
+def test_report_mean_curves_recalibrated_within_the_km_band(folds: list[dict], tmp_path: Path) -> None:
+    from duopath.evaluation.cohort_tables import load_cohort_tables
+    from duopath.evaluation.collect import load_fold
+    from duopath.report.plots import figure_png
+    from duopath.report.survival_calibration import ibs_figure, mean_curve_figure, mean_curves
+
+    sheet = pd.read_csv(folds[0]["sheet"]).assign(slide_id=lambda d: d["patient_id"] + "-S")
+    sheet.to_csv(tmp_path / "samples.csv", index=False)
+    folds[0]["splits"].to_csv(tmp_path / "splits.csv", index=False)
+    tables = load_cohort_tables(tmp_path / "samples.csv", tmp_path / "splits.csv")
+    runs = []
+    for k, f in enumerate(folds):
+        d = tmp_path / f"fold{k}"
+        d.mkdir()
+        f["test"].reset_index().assign(fold=k).to_parquet(d / "predictions.parquet")
+        f["val"].reset_index().assign(role="val").to_parquet(d / "inner_predictions.parquet")
+        (d / "metrics.json").write_text('{"time_bins": null}')
+        runs.append(load_fold(d, "survival", "coxnet", k))
+    curves = mean_curves(runs, tables)
+    assert curves["own"].isna().all()  # a risk-only model has no own curves to average
+    inside = (curves["recalibrated"] >= curves["km_low"] - 0.02) & (
+        curves["recalibrated"] <= curves["km_high"] + 0.02)
+    assert inside.mean() > 0.9
+    assert figure_png(mean_curve_figure(curves, "coxnet", "days"))[:4] == b"\x89PNG"
+    summary = pd.DataFrame({"task": "survival", "model": ["m", "m", "m"],
+                            "metric": ["ibs", "ibs_recal", "ibs_km"], "mean": [0.3, 0.15, 0.17],
+                            "std": [0.01, 0.01, 0.01]})
+    assert figure_png(ibs_figure(summary))[:4] == b"\x89PNG"
