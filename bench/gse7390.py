@@ -171,6 +171,17 @@ def run(args: argparse.Namespace) -> dict:
             "summary": summary, "per_fold": table.to_dict(orient="records")}
 
 
+def _no_nan(value):
+    """NaN → None: JSON has no NaN (an undefined metric, e.g. CoxNet's ibs_interp)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -185,7 +196,7 @@ def main() -> None:
     for name in ("duopath", "duopath.training", "duopath.training.trainer", "duopath.rna"):
         logging.getLogger(name).setLevel(logging.WARNING)
     result = run(args)
-    write_json(args.out, result)
+    write_json(args.out, _no_nan(result))
     for model, s in result["summary"].items():
         print(model, {m: f"{v['mean']:.3f}±{v['std']:.3f}" for m, v in s.items() if "std" in v},
               {m: v for m, v in s.items() if m.endswith("_km")})
