@@ -148,7 +148,9 @@ def test_undefined_metric_is_na_with_its_reason_never_zero(rendered) -> None:
     survival = page.split('<section id="survival">', 1)[1].split("</table>", 1)[0]
     weak_row = re.search(r"<tr><td class=l>weak</td>(.*?)</tr>", survival).group(1)
     cells = re.findall(r"<td>(.*?)</td>", weak_row)
-    ibs_cell = cells[-1]  # IBS is the last survival metric
+    from duopath.evaluation.collect import TASK_METRICS
+
+    ibs_cell = cells[TASK_METRICS["survival"].index("ibs")]  # one cell per metric, in that order
     assert 'class="na"' in ibs_cell and "risk score only" in ibs_cell and "0.000" not in ibs_cell
     notes = page.split('<section id="survival">', 1)[1].split("</table>", 1)[1].split("</ol>", 1)[0]
     assert notes.startswith('<ol class="notes">') and "risk score only" in notes
@@ -169,7 +171,9 @@ def test_mean_over_fewer_folds_says_so(fake: FakeCohort, tmp_path: Path) -> None
     page, paths = _run_report(fc, tmp_path / "out")
     table = page.split('<section id="survival">', 1)[1].split("</table>", 1)[0]
     row = re.search(r"<tr><td class=l>good_noisy</td>(.*?)</tr>", table).group(1)
-    assert row.count("(2/3 folds)") == 4  # every survival metric
+    from duopath.evaluation.collect import TASK_METRICS
+
+    assert row.count("(2/3 folds)") == len(TASK_METRICS["survival"])  # every survival metric
     assert "fold 1: no predictions.parquet (fold not run or failed)" in row
     s = pd.read_csv(paths["summary"]).set_index(["task", "model", "metric"])
     m = pd.read_csv(paths["metrics"])
