@@ -101,9 +101,9 @@ def read_checkpoint(path: Path | str, kinds: Collection[str]) -> Checkpoint:
                 raise CheckpointError(f"{path}: a safetensors file but not a duopath checkpoint")
             state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except SafetensorError as err:
-        raise CheckpointError(f"{path}: not a duopath {wanted} checkpoint (unreadable as safetensors: "
-                              f"{err}); an old pickled checkpoint.pt is refused, retrain the "
-                              "model") from None
+        raise CheckpointError(f"{path}: not a duopath {wanted} checkpoint (not a safetensors file: {err}); "
+                              "duopath never unpickles a file, so a pickled checkpoint.pt of an older "
+                              "duopath must be retrained") from None
     if header.get("version") != str(VERSION):
         raise CheckpointError(f"{path}: checkpoint format version {header.get('version')!r}, this "
                               f"duopath reads version {VERSION}")

@@ -11,13 +11,17 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # A cohort name is a Snakemake wildcard and a path component (the Snakefile constrains it alike).
 COHORT_NAME = r"[A-Za-z0-9_-]+"
+
+Task = Literal["survival", "classification"]
+TASKS: tuple[str, ...] = get_args(Task)
+"""What a model predicts: the one home of the task names (results/{cohort}/{task}/ folders)."""
 
 
 class ConfigError(ValueError):
@@ -67,7 +71,7 @@ class CohortConfig(_Strict):
     demo: DemoConfig | None = Field(
         None, description="generate this cohort (sheet, slides, RNA) instead of reading one"
     )
-    tasks: list[Literal["survival", "classification"]] = Field(
+    tasks: list[Task] = Field(
         default_factory=lambda: ["survival"],
         description="what to predict; every model is trained once per task on the same splits, "
         "which are stratified by the FIRST task (event for survival, label for classification)",
