@@ -8,11 +8,11 @@ rank-scaled over the patient's whole bag (``report.heatmaps.rank_scale``), so a 
 share one colour scale; every map uses the tile→thumbnail mapping of ``heatmap_overlay``.
 
 How it reproduces the fold's test predictions: the model is rebuilt from its checkpoint
-(``duopath.checkpoints``; teacher or student, told apart by its ``kind``) and run on each
-chosen patient's FULL bag (``BagStore``: all usable slides, every tile, as evaluation does). The
-teacher's genes are the patient's RNA z-scored with the scaler STORED in the checkpoint
-(``rna.normalise.apply_scaler``, never refit); under ``missing_rna: mean`` a patient without RNA
-gets the training mean, which in z-scores is the zero vector (the scaler was fit on exactly the training patients with RNA).
+(teacher or student, told apart by its ``kind``) and run on each chosen patient's FULL bag
+(``BagStore``: all usable slides, every tile, as evaluation does). The teacher's genes are the
+patient's RNA z-scored with the scaler STORED in the checkpoint (``rna.normalise.apply_scaler``,
+never refit); under ``missing_rna: mean`` a patient without RNA gets the training mean, which in
+z-scores is the zero vector (the scaler was fit on exactly the training patients with RNA).
 
 Which patients (deterministic, from ``predictions.parquet``): survival — alternately the highest
 and the lowest predicted risk (highest, lowest, 2nd highest, ...); classification — in turn the
