@@ -211,7 +211,7 @@ def test_every_job_kind_uses_the_one_policy() -> None:
            and any(isinstance(n, ast.FunctionDef) and n.name in ("resolve_device", "pick_device")
                    for n in ast.walk(ast.parse(f.read_text())))]
     assert own == [], f"device policies outside duopath.devices: {own}"
-    for mod in ("duopath.cli.training", "duopath.cli.report", "duopath.cli.inference"):
+    for mod in ("duopath.cli.report", "duopath.cli.inference"):  # heatmaps, predict (train: run.py)
         text = Path(__import__(mod, fromlist=["_"]).__file__).read_text()
         assert "resolve_device(" in text, f"{mod} does not resolve its device through duopath.devices"
 
