@@ -11,17 +11,15 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from duopath.layout import Task
+
 # A cohort name is a Snakemake wildcard and a path component (the Snakefile constrains it alike).
 COHORT_NAME = r"[A-Za-z0-9_-]+"
-
-Task = Literal["survival", "classification"]
-TASKS: tuple[str, ...] = get_args(Task)
-"""What a model predicts: the one home of the task names (results/{cohort}/{task}/ folders)."""
 
 
 TUMOUR_SETS: tuple[str, ...] = (

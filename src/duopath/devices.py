@@ -287,3 +287,11 @@ def gpu_resource(requested: str, environ: Mapping[str, str] | None = None) -> in
     if kind == "cuda":
         return 1
     return 1 if visible_gpu_count(environ) > 0 else 0
+
+
+def set_threads(threads: int) -> None:
+    """Set torch's CPU threads when asked (``--threads``; 0 = torch's default)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -131,21 +131,3 @@ def json_ready(value: object) -> object:
 def plain_json(value: object) -> object:
     """``value`` as plain JSON types: numpy scalars converted, tuples as lists, NaN as None."""
     return json_ready(json.loads(json.dumps(value, default=jsonable)))
-
-
-# --------------------------------------------------------------------------- zarr stores
-
-
-def open_zarr_group(path: Path | str):
-    """Open a zarr group read-only, silencing the warning Snakemake's directory marker causes.
-
-    Snakemake marks directory outputs with a ``.snakemake_timestamp`` file, which zarr reports as
-    an unknown hierarchy member; the store is fine.
-    """
-    import warnings
-
-    import zarr
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not recognized as a component.*")
-        return zarr.open_group(str(path), mode="r")

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
+
+Task = Literal["survival", "classification"]
+TASKS: tuple[str, ...] = get_args(Task)
+"""What a model predicts: the one home of the task names (the ``{task}`` folder of ``RESULTS_DIR``)."""
 
 DEMO_DIR = "demo/{cohort}"
 DEMO_SHEET = DEMO_DIR + "/samples.csv"

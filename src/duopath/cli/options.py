@@ -39,15 +39,7 @@ def fail(err: BaseException) -> NoReturn:
 
 def check_task(task: str) -> None:
     """Refuse an unknown task as a usage error (exit 2, naming the known ones)."""
-    from duopath.config import TASKS
+    from duopath.layout import TASKS
 
     if task not in TASKS:
         raise typer.BadParameter(f"--task must be {' or '.join(TASKS)}, got {task!r}")
-
-
-def set_threads(threads: int) -> None:
-    """Set torch's CPU threads when asked (imports torch only then)."""
-    if threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)

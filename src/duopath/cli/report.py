@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from duopath.cli.options import ResultsDir, Sheet, Splits, Threads, fail, set_threads
+from duopath.cli.options import ResultsDir, Sheet, Splits, Threads, fail
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def heatmaps(
     threads: Threads = 0,
 ) -> None:
     """Heatmaps (teacher T/E attention or student ω/clusters) of a fold's chosen test patients."""
-    from duopath.devices import resolve_device
+    from duopath.devices import resolve_device, set_threads
     from duopath.report.fold_heatmaps import HeatmapError, write_fold_heatmaps
 
     set_threads(threads)

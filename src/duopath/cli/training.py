@@ -44,10 +44,11 @@ def train(
 ) -> None:
     """Train one model on one fold; write checkpoint, log, predictions and metrics."""
     from duopath.config import BaselinesConfig, TeacherConfig
+    from duopath.devices import set_threads
     from duopath.training.run import model_spec, run_fold_files
 
     opt.check_task(task)
-    opt.set_threads(threads)
+    set_threads(threads)
     cfg = TeacherConfig.model_validate_json(settings)
     baselines = None
     if baseline_settings is not None:
@@ -81,11 +82,12 @@ def train_student(
 ) -> None:
     """Train the histology-only student (with or without SKD) on one fold; write its outputs."""
     from duopath.config import StudentConfig
+    from duopath.devices import set_threads
     from duopath.training.run import model_spec, run_fold_files
     from duopath.training.variants import STUDENT_MODELS
 
     opt.check_task(task)
-    opt.set_threads(threads)
+    set_threads(threads)
     if model not in STUDENT_MODELS:
         raise typer.BadParameter(f"--model must be one of {STUDENT_MODELS}, got {model!r}")
     cfg = StudentConfig.model_validate_json(settings)

@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from duopath.config import TASKS
 from duopath.evaluation.classification import CLASSIFICATION_METRICS
 from duopath.evaluation.cohort_tables import CohortTables
 from duopath.evaluation.compare import (
@@ -60,7 +59,7 @@ from duopath.evaluation.metrics import (
 )
 from duopath.evaluation.result import MetricResult, undefined
 from duopath.io import write_table
-from duopath.layout import FOLD_FILES
+from duopath.layout import FOLD_FILES, TASKS
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from duopath.config import TASKS
+from duopath.layout import TASKS
 
 GatingMode = Literal["max_confidence", "mean", "softmax"]
 GATING_MODES: tuple[str, ...] = ("max_confidence", "mean", "softmax")

@@ -150,10 +150,10 @@ def write_fold_heatmaps(
     cohort's h5ad, needed for a teacher only. Returns the ``heatmaps.json`` index.
     """
     from duopath.checkpoints import CheckpointError, load_model
-    from duopath.io import json_ready, open_zarr_group
+    from duopath.io import json_ready
     from duopath.report.heatmaps import paint_maps, read_thumbnail
     from duopath.slides.reader import SlideError
-    from duopath.training.data import BagStore, DataError
+    from duopath.training.data import BagStore, DataError, open_zarr_group
 
     try:
         model, ckpt = load_model(checkpoint, ("teacher", "student"), device)

@@ -41,8 +41,6 @@ from pathlib import Path
 
 import numpy as np
 
-from duopath.io import open_zarr_group
-
 log = logging.getLogger(__name__)
 
 SLIDE_GAP_TILES = 8.0
@@ -104,6 +102,19 @@ class StoreInfo:
     mags: tuple[str, ...]
 
 
+def open_zarr_group(path: Path | str):
+    """Open a feature store (a zarr group) read-only -- the one opener of every store reader.
+
+    Silences the warning Snakemake's directory marker causes: it marks directory outputs with a
+    ``.snakemake_timestamp`` file, which zarr reports as an unknown hierarchy member.
+    """
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component.*")
+        return zarr.open_group(str(path), mode="r")
+
+
 def store_info(path: Path | str) -> StoreInfo:
     """Status, encoder and magnification groups of one slide's feature store."""
     path = Path(path)
@@ -111,7 +122,7 @@ def store_info(path: Path | str) -> StoreInfo:
         raise DataError(f"feature store {path} does not exist")
     root = open_zarr_group(path)
     attrs = dict(root.attrs)
-    with warnings.catch_warnings():  # Snakemake's directory marker (see io.open_zarr_group)
+    with warnings.catch_warnings():  # Snakemake's directory marker (see open_zarr_group)
         warnings.filterwarnings("ignore", message=".*not recognized as a component.*")
         mags = tuple(sorted(root.group_keys()))
     dim = attrs.get("dim")

@@ -30,9 +30,9 @@ import torch
 
 import duopath
 from duopath.checkpoints import save_checkpoint
-from duopath.io import open_zarr_group, plain_json, write_json, write_table
+from duopath.io import plain_json, write_json, write_table
 from duopath.layout import FoldPaths
-from duopath.training.data import SLIDE_GAP_TILES, BagStore, DataError
+from duopath.training.data import SLIDE_GAP_TILES, BagStore, DataError, open_zarr_group
 from duopath.training.fold_data import FoldData
 from duopath.training.loop import FoldResult
 
