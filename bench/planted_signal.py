@@ -230,7 +230,7 @@ def main() -> None:
     tag += f"_fine{args.fine_signal:g}" if args.fine_signal else ""
     args.out = args.out or REPO / f"bench/results/planted_signal_{args.task}{tag}.json"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for name in ("duopath", "duopath.training", "duopath.training.trainer"):
+    for name in ("duopath", "duopath.training", "duopath.training.loop"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())

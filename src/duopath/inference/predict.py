@@ -74,7 +74,8 @@ def _load_model(ckpt_path: Path, device: str) -> tuple[torch.nn.Module, dict]:
     try:
         return load_model(ckpt_path, ("student",), device)
     except (CheckpointError, OSError) as err:
-        raise PredictError(f"{str(err).splitlines()[0] if str(err) else type(err).__name__} "
+        raise PredictError(f"cannot load a student model: "
+                           f"{str(err).splitlines()[0] if str(err) else type(err).__name__} "
                            "(pass the checkpoint of a trained duopath student, "
                            "results/{cohort}/{task}/student/fold{k})") from None
 
