@@ -4,7 +4,7 @@ ablations, and the distilled student its undistilled twin and the slide-only bas
 Why a feature-level cohort: the demo renders slides and embeds them (minutes per 30 patients on
 CPU) and its test folds hold ~5 patients, so C-index differences below ~0.15 are noise. Here the
 same planted structure is drawn directly as tile features, so hundreds of patients train in
-minutes through the SAME code the DAG runs (``run_fold``, ``run_student_fold``, the config's
+minutes through the SAME code the DAG runs (``duopath.training.run.run_fold``, the config's
 ``teacher:`` / ``student:`` / ``baselines:`` sections, real split tables):
 
 * per patient a tumour factor t and a microenvironment factor e ~ N(0, 1);
@@ -47,9 +47,9 @@ import zarr
 
 from duopath.config import BaselinesConfig, StudentConfig, TeacherConfig
 from duopath.encoding.extract import write_feature_group
-from duopath.training.predict_fold import run_fold
+from duopath.layout import FOLD_FILES
+from duopath.training.run import model_spec, run_fold_files
 from duopath.training.splits import make_splits
-from duopath.training.student_trainer import run_student_fold
 
 REPO = Path(__file__).resolve().parents[1]
 D = 64
@@ -171,14 +171,14 @@ def run_cohort(args: argparse.Namespace, seed: int, work: Path, wanted: list[str
     for k in range(args.folds):
         done = {}
         for model in [m for m in TEACHERS + BASELINES if m in wanted]:
-            m = run_fold(fold=k, model=model, cfg=teacher, baselines=baselines, tiled_magnifications=MAGS,
-                         out_dir=work / "results" / model / f"fold{k}", **common)
+            spec = model_spec(model, teacher=teacher, baselines=baselines, tiled_magnifications=MAGS)
+            m = run_fold_files(spec, fold=k, out_dir=work / "results" / model / f"fold{k}", **common)
             done[model] = m["test"][metric]
         for model in [m for m in STUDENTS if m in wanted]:
-            m = run_student_fold(fold=k, model=model, cfg=student,
-                                 out_dir=work / "results" / model / f"fold{k}",
-                                 teacher_checkpoint=work / "results/teacher" / f"fold{k}/checkpoint.pt",
-                                 **common)
+            teacher_ckpt = work / "results/teacher" / f"fold{k}" / FOLD_FILES["checkpoint"]
+            spec = model_spec(model, student=student, teacher_checkpoint=teacher_ckpt)
+            m = run_fold_files(spec, fold=k, out_dir=work / "results" / model / f"fold{k}",
+                               teacher_checkpoint=teacher_ckpt, **common)
             done[model] = m["test"][metric]
         log.info("seed %d fold %d done (%.0f s): %s", seed, k, time.perf_counter() - t0,
                  {m: round(v, 3) for m, v in done.items()})
@@ -230,7 +230,7 @@ def main() -> None:
     tag += f"_fine{args.fine_signal:g}" if args.fine_signal else ""
     args.out = args.out or REPO / f"bench/results/planted_signal_{args.task}{tag}.json"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for name in ("duopath", "duopath.training", "duopath.training.trainer"):
+    for name in ("duopath", "duopath.training", "duopath.training.loop"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -13,16 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_training_trainer import MAGS, build_cohort, small_cfg
+from test_training_trainer import MAGS, build_cohort, small_cfg, train_files
 
+from duopath.checkpoints import CheckpointError, load_model
 from duopath.config import BASELINE_MODELS, BaselinesConfig, TeacherConfig
+from duopath.layout import FOLD_FILES
 from duopath.training.data import DataError
-from duopath.training.predict_fold import (
-    BASELINE_FORMAT,
-    load_checkpoint_model,
-    load_teacher,
-    run_fold,
-)
 from duopath.training.variants import baseline_names, registry_name, variant_config
 
 
@@ -36,7 +32,7 @@ ARCH = BaselinesConfig(dim=8, n_heads=2, n_layers=1, n_gene_tokens=2, gene_hidde
 
 def run(cohort: dict, tmp_path: Path, model: str, *, rna: bool = True, task: str = "survival",
         epochs: int = 2) -> dict:
-    return run_fold(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"] if rna else None,
+    return train_files(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"] if rna else None,
                     features_dir=cohort["features"], fold=1, model=model, cfg=small_cfg(epochs=epochs),
                     baselines=ARCH, tiled_magnifications=MAGS, task=task, seed=3, out_dir=tmp_path,
                     cohort="synth", progress=False)
@@ -67,9 +63,9 @@ def test_slide_only_baseline_without_rna_and_checkpoint_round_trip(cohort: dict,
     assert "P05" in everyone or "P05" not in set(pd.read_csv(cohort["splits"])["patient_id"])  # no RNA needed
     assert {"gate_10x", "gate_20x"} <= set(preds.columns)
 
-    with pytest.raises(ValueError, match="not a duopath teacher"):
-        load_teacher(tmp_path / "checkpoint.pt")
-    _, ckpt = load_checkpoint_model(tmp_path / "checkpoint.pt", BASELINE_FORMAT, "baseline")
+    with pytest.raises(CheckpointError, match="a baseline checkpoint, but a teacher checkpoint is needed"):
+        load_model(tmp_path / FOLD_FILES["checkpoint"], ("teacher",))
+    _, ckpt = load_model(tmp_path / FOLD_FILES["checkpoint"], ("baseline",))
     assert ckpt["model_name"] == "abmil" and ckpt["genes_T"] == []
     assert set(ckpt["model_kwargs"]) >= {"dim", "n_layers", "feature_dim", "magnifications"}
 
@@ -96,7 +92,7 @@ def test_every_baseline_trains_and_predicts(cohort: dict, tmp_path: Path, model:
 def test_snn_ignores_slides(cohort: dict, tmp_path: Path) -> None:
     """The RNA-only model's predictions do not depend on the tiles (same genes, other tiles)."""
     run(cohort, tmp_path, "snn", epochs=1)
-    model, _ = load_checkpoint_model(tmp_path / "checkpoint.pt", BASELINE_FORMAT, "baseline")
+    model, _ = load_model(tmp_path / FOLD_FILES["checkpoint"], ("baseline",))
     genes_t, genes_e = torch.randn(2, 6), torch.randn(2, 5)
     outs = []
     for n in (3, 9):

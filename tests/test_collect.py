@@ -1,7 +1,7 @@
 """Collecting a cohort's results tree into metrics / summary / comparison tables.
 
 The fake tree built here (also used by ``test_report.py``) has the layout and file contents the
-trainer writes (``duopath.training.predict_fold``), with a PLANTED signal: model ``good`` ranks
+trainer writes (``duopath.training.outputs``), with a PLANTED signal: model ``good`` ranks
 patients by the hidden factor that drives their hazard and class, ``good_noisy`` (an ablation of
 ``good``) sees it through noise, ``weak`` sees nothing and predicts a risk only (no survival
 curves). A collect step that mixed up patients, folds or training outcomes could not keep

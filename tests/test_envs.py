@@ -315,8 +315,13 @@ def command_imports(func: object) -> set[str]:
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run too
         tree = ast.parse(Path(spec.origin).read_text())
+        # The `duopath` CLI package imports every command module to register it; of another
+        # command's module only the module level runs (its body runs for that command only).
+        # The shared options module is followed fully: its helpers run for every command.
+        other_command = name == "duopath.cli" or (name.startswith("duopath.cli.")
+                                                  and name != "duopath.cli.options")
         todo += _imports(tree, name, spec.submodule_search_locations is not None,
-                         top_level_only=(name == entry))
+                         top_level_only=(name == entry or other_command))
     return third
 
 

@@ -24,11 +24,11 @@ from test_training_data import SIZE0, D, grid, rna_adata, write_store
 from typer.testing import CliRunner
 
 import duopath
+from duopath.checkpoints import load_model, save_checkpoint
+from duopath.layout import FOLD_FILES
 from duopath.models import build_model
 from duopath.report.fold_heatmaps import _teacher_genes, choose_patients, write_fold_heatmaps
 from duopath.report.heatmaps import read_thumbnail
-from duopath.training.predict_fold import CHECKPOINT_FORMAT
-from duopath.training.student_trainer import checkpoint_payload
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -101,13 +101,13 @@ def planted_teacher(path: Path) -> Path:
                 mha.k_proj.weight.copy_(torch.eye(DIM))
                 mha.k_proj.bias.zero_()
     genes = [f"G{i}" for i in range(N_T + N_E)]
-    torch.save({"format": CHECKPOINT_FORMAT, "model_name": "teacher", "variant": "teacher",
-                "model_kwargs": kwargs, "state_dict": model.state_dict(), "task": "survival",
+    save_checkpoint(path, "teacher", model, {
+                "model_name": "teacher", "variant": "teacher", "model_kwargs": kwargs, "task": "survival",
                 "time_bins": [0.0, 1.0, 2.0, 3.0, np.inf],
                 "class_names": None, "genes_T": genes[:N_T], "genes_E": genes[N_T:],
                 "scaler_mean": [1.0, 2.0, 3.0, 4.0, 5.0], "scaler_std": [2.0, 2.0, 2.0, 4.0, 4.0],
                 "missing_rna": "mean", "feature_dim": D, "encoder": "synthetic", "weights_id": "synthetic:v1",
-                "magnifications": MAGS, "fold": 0}, path)
+                "magnifications": MAGS, "fold": 0})
     return path
 
 
@@ -116,10 +116,11 @@ def tiny_student(path: Path) -> Path:
               "n_heads": 2, "n_prototypes": 2, "dropout": 0.0}
     torch.manual_seed(0)
     model = build_model("student", kwargs).eval()
-    torch.save(checkpoint_payload(
-        model, kwargs, variant="student", task="survival", time_bins=[0.0, 1.0, 2.0, 3.0, np.inf],
-        class_names=None, risk_threshold=0.0, encoder="synthetic", weights_id="synthetic:v1", tiling={},
-        settings={}, teacher=None, fold=0, seed=0, best_epoch=0), path)
+    save_checkpoint(path, "student", model, {
+        "model_name": "student", "model_kwargs": kwargs, "variant": "student", "task": "survival",
+        "time_bins": [0.0, 1.0, 2.0, 3.0, np.inf], "class_names": None, "risk_threshold": 0.0,
+        "encoder": "synthetic", "weights_id": "synthetic:v1", "magnifications": MAGS, "tiling": {},
+        "settings": {}, "teacher": None, "fold": 0, "seed": 0, "best_epoch": 0})
     return path
 
 
@@ -135,7 +136,7 @@ def pixel(img: np.ndarray, xy0: np.ndarray, size0: float, scale: float) -> np.nd
 
 def test_teacher_maps_planted_tiles_index_and_missing_slides(cohort: dict, tmp_path: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    ckpt = planted_teacher(tmp_path / "checkpoint.pt")
+    ckpt = planted_teacher(tmp_path / FOLD_FILES["checkpoint"])
     out = tmp_path / "heatmaps"
     with caplog.at_level(logging.WARNING):
         index = run(cohort, ckpt, out, n_patients=3)
@@ -179,7 +180,7 @@ def test_teacher_maps_planted_tiles_index_and_missing_slides(cohort: dict, tmp_p
 
 
 def test_rna_is_scaled_with_the_checkpoints_scaler(cohort: dict, tmp_path: Path) -> None:
-    ckpt = torch.load(planted_teacher(tmp_path / "c.pt"), weights_only=False)
+    _, ckpt = load_model(planted_teacher(tmp_path / "c.safetensors"), ("teacher",))
     genes = _teacher_genes(ckpt, cohort["rna"], ["P1", "P3"])
     z = (cohort["x"][1] - np.array(ckpt["scaler_mean"])) / np.array(ckpt["scaler_std"])
     np.testing.assert_allclose(np.concatenate(genes["P1"]), z, rtol=1e-5)
@@ -187,7 +188,7 @@ def test_rna_is_scaled_with_the_checkpoints_scaler(cohort: dict, tmp_path: Path)
 
 
 def test_student_branch_all_magnifications_and_cli(cohort: dict, tmp_path: Path) -> None:
-    ckpt = tiny_student(tmp_path / "checkpoint.pt")
+    ckpt = tiny_student(tmp_path / FOLD_FILES["checkpoint"])
     index = run(cohort, ckpt, tmp_path / "h", n_patients=1, magnifications="all")
     assert index["kind"] == "student" and [p["patient_id"] for p in index["patients"]] == ["P0"]
     assert sorted(p.name for p in (tmp_path / "h").glob("*.png")) == [

@@ -15,10 +15,13 @@ import torch
 from PIL import Image
 
 import duopath
+from duopath.checkpoints import save_checkpoint
 from duopath.config import EncoderConfig, TilingConfig
 from duopath.inference.predict import PredictError, PredictSettings, predict_slide
+from duopath.layout import FOLD_FILES
 from duopath.models import build_model
-from duopath.training.student_trainer import checkpoint_payload
+
+CKPT = FOLD_FILES["checkpoint"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,17 +46,17 @@ def tiny_student(path: Path, weights_id: str = WEIGHTS_ID, tiling: dict | None =
         opt.zero_grad()
         loss.backward()
         opt.step()
-    payload = checkpoint_payload(
-        model.eval(), kwargs, variant="student", task="survival", time_bins=[0.0, 5.0, 10.0, 20.0, np.inf],
-        class_names=None, risk_threshold=-2.5, encoder="efficientnet_lite0", weights_id=weights_id,
-        tiling=tiling or TILING, settings={}, teacher=None, fold=0, seed=0, best_epoch=2)
-    torch.save(payload, path)
+    save_checkpoint(path, "student", model.eval(), {
+        "model_name": "student", "model_kwargs": kwargs, "variant": "student", "task": "survival",
+        "time_bins": [0.0, 5.0, 10.0, 20.0, np.inf], "class_names": None, "risk_threshold": -2.5,
+        "encoder": "efficientnet_lite0", "weights_id": weights_id, "magnifications": kwargs["magnifications"],
+        "tiling": tiling or TILING, "settings": {}, "teacher": None, "fold": 0, "seed": 0, "best_epoch": 2})
     return path
 
 
 @pytest.mark.slow
 def test_predict_real_slide_end_to_end(tmp_path: Path) -> None:
-    ckpt = tiny_student(tmp_path / "checkpoint.pt")
+    ckpt = tiny_student(tmp_path / CKPT)
     out = tmp_path / "pred"
     res = predict_slide(SLIDE, tmp_path, out)
     saved = json.loads((out / "prediction.json").read_text())
@@ -77,13 +80,13 @@ def test_predict_real_slide_end_to_end(tmp_path: Path) -> None:
 
 
 def test_refusals_before_any_work(tmp_path: Path) -> None:
-    tiny_student(tmp_path / "checkpoint.pt", weights_id="sha256:not-these-weights")
+    tiny_student(tmp_path / CKPT, weights_id="sha256:not-these-weights")
     with pytest.raises(PredictError, match="weights"):
         predict_slide(SLIDE, tmp_path, tmp_path / "a")
     assert not (tmp_path / "a" / "work").exists()
     good = tmp_path / "good"
     good.mkdir()
-    tiny_student(good / "checkpoint.pt")
+    tiny_student(good / CKPT)
     other = PredictSettings(tiling=TilingConfig(magnifications={"10x": 2.0, "20x": 1.0}))
     with pytest.raises(PredictError, match="trained on tiles"):
         predict_slide(SLIDE, good, tmp_path / "b", settings=other)
@@ -103,9 +106,9 @@ def test_cli_refuses_with_exit_code_one(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from duopath.inference.cli import predict
+    from duopath.cli.inference import predict
 
-    tiny_student(tmp_path / "checkpoint.pt", weights_id="sha256:other")
+    tiny_student(tmp_path / CKPT, weights_id="sha256:other")
     app = typer.Typer()
     app.command("predict")(predict)
     app.command("noop")(lambda: None)  # two commands: `predict` stays a sub-command as in duopath
@@ -121,7 +124,7 @@ def test_predict_pools_a_patients_slides_and_paints_each(tmp_path: Path) -> None
     set of heatmaps per slide; the same slide twice under other names doubles the tiles."""
     import shutil
 
-    tiny_student(tmp_path / "checkpoint.pt")
+    tiny_student(tmp_path / CKPT)
     a, b = tmp_path / "a.svs", tmp_path / "b.svs"
     shutil.copy(SLIDE, a)
     shutil.copy(SLIDE, b)

@@ -19,11 +19,11 @@ from matplotlib import colormaps
 from PIL import Image
 from test_collect import FAILED_ERROR, FAILED_SLIDE, MODELS, FakeCohort, build_fake_cohort
 
+from duopath.cli.report import evaluate, report
 from duopath.evaluation.cohort_tables import load_cohort_tables
 from duopath.evaluation.collect import FoldRun
 from duopath.evaluation.compare import format_mean_std
 from duopath.report.analysis import landmark_calibration, pooled_risk_groups
-from duopath.report.cli import evaluate, report
 from duopath.report.heatmaps import heatmap_overlay, slide_thumbnail
 from duopath.report.html import ReportInputs, protocol_section
 

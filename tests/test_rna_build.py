@@ -314,7 +314,7 @@ def test_scaler_fits_on_train_only(built: dict) -> None:
 
 
 def test_cli_through_typer(built: dict, tmp_path: Path) -> None:
-    from duopath.rna.cli import rna
+    from duopath.cli.rna import rna
 
     app = typer.Typer()
     app.command("rna")(rna)

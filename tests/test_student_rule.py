@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from test_training_rule import workdir  # noqa: F401  (fixture: the tiny synthetic cohort)
 
+from duopath.layout import FOLD_FILES
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -35,16 +37,15 @@ def test_student_rule_targets_and_one_real_job(workdir: Path) -> None:  # noqa: 
     assert dry.returncode == 0, dry.stderr[-3000:]
     text = dry.stdout + dry.stderr
     assert text.count("rule student:") == 6 and text.count("rule teacher:") == 3
-    assert "--teacher output/results/synth/survival/teacher/fold2/checkpoint.pt" in text
+    assert "--teacher output/results/synth/survival/teacher/fold2/checkpoint.safetensors" in text
     assert "--model student_nokd" in text
     assert "--features-dir output/features/synth/efficientnet_lite0" in text
 
     run = run_snakemake(workdir, "--cores", "1", TARGETS[0])  # student fold0 (+ its teacher)
     assert run.returncode == 0, run.stderr[-3000:]
-    teacher = workdir / "output/results/synth/survival/teacher/fold0/checkpoint.pt"
+    teacher = workdir / "output/results/synth/survival/teacher/fold0/checkpoint.safetensors"
     res = workdir / "output/results/synth/survival/student/fold0"
-    for name in ("checkpoint.pt", "train_log.csv", "inner_predictions.parquet", "predictions.parquet",
-                 "metrics.json"):
+    for name in FOLD_FILES.values():
         assert (res / name).exists(), name
     metrics = json.loads((res / "metrics.json").read_text())
     assert metrics["model"] == "student" and metrics["n_patients"] == {"train": 6, "val": 2, "test": 4}

@@ -16,12 +16,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_training_trainer import MAGS, cohort, small_cfg  # noqa: F401  (fixture)
+from test_training_trainer import MAGS, cohort, small_cfg, train_files  # noqa: F401  (fixture)
 
+from duopath.checkpoints import load_model
 from duopath.config import OptimConfig, StudentConfig
+from duopath.layout import FOLD_FILES
 from duopath.training.data import DataError
-from duopath.training.predict_fold import load_teacher, run_fold
-from duopath.training.student_trainer import load_student, run_student_fold
+from duopath.training.run import model_spec, run_fold_files
+
+CKPT = FOLD_FILES["checkpoint"]
+
+
+def load_teacher(path: Path) -> tuple[torch.nn.Module, dict]:
+    return load_model(path, ("teacher",))
+
+
+def load_student(path: Path) -> tuple[torch.nn.Module, dict]:
+    return load_model(path, ("student",))
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,7 +46,7 @@ def student_cfg(**kw: object) -> StudentConfig:
 @pytest.fixture(scope="module")
 def teacher_dir(cohort: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
     out = tmp_path_factory.mktemp("teacher")
-    run_fold(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+    train_files(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
              features_dir=cohort["features"], fold=0, model="teacher", cfg=small_cfg(epochs=2),
              tiled_magnifications=MAGS, task="survival", seed=0, out_dir=out, progress=False)
     return out
@@ -47,15 +58,16 @@ def sha(path: Path) -> str:
 
 def train(cohort: dict, teacher_dir: Path, out: Path, model: str, cfg: StudentConfig | None = None,  # noqa: F811
           seed: int = 0, fold: int = 0) -> dict:
-    return run_student_fold(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
-                            features_dir=cohort["features"], teacher_checkpoint=teacher_dir / "checkpoint.pt",
-                            fold=fold, model=model, cfg=cfg or student_cfg(), task="survival", seed=seed,
-                            out_dir=out, progress=False)
+    teacher = teacher_dir / CKPT
+    spec = model_spec(model, student=cfg or student_cfg(), teacher_checkpoint=teacher)
+    return run_fold_files(spec, sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+                          features_dir=cohort["features"], teacher_checkpoint=teacher, fold=fold,
+                          task="survival", seed=seed, out_dir=out, progress=False)
 
 
 def test_students_train_teacher_untouched_kd_terms(cohort: dict, teacher_dir: Path,  # noqa: F811
                                                    tmp_path: Path) -> None:
-    ckpt = teacher_dir / "checkpoint.pt"
+    ckpt = teacher_dir / CKPT
     before_sha = sha(ckpt)
     before = {k: v.clone() for k, v in load_teacher(ckpt)[0].state_dict().items()}
     kd = train(cohort, teacher_dir, tmp_path / "kd", "student")
@@ -77,7 +89,7 @@ def test_students_train_teacher_untouched_kd_terms(cohort: dict, teacher_dir: Pa
     assert set(pred["patient_id"]) == set(pd.read_parquet(teacher_dir / "predictions.parquet")["patient_id"])
     assert np.isfinite(pred["risk"]).all() and np.isfinite(kd["test"]["c_harrell"])
     # checkpoint: rebuilds the student and reproduces its test predictions; no gene information
-    model, ck = load_student(tmp_path / "kd" / "checkpoint.pt")
+    model, ck = load_student(tmp_path / "kd" / CKPT)
     assert not any("gene" in k for k in ck) and ck["encoder"] == "synthetic"
     assert ck["weights_id"] == "synthetic:v1" and ck["magnifications"] == MAGS
     assert ck["tiling"]["10x"] == {"mpp": 1.0, "tile_px": 224, "size_um": 224.0}
@@ -119,10 +131,10 @@ def test_wrong_fold_teacher_and_wrong_dim_are_refused(cohort: dict, teacher_dir:
 
 
 def test_cli_function(cohort: dict, teacher_dir: Path, tmp_path: Path) -> None:  # noqa: F811
-    from duopath.training.student_cli import train_student
+    from duopath.cli.training import train_student
 
     train_student(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
-                  features_dir=cohort["features"], teacher=teacher_dir / "checkpoint.pt", fold=0,
+                  features_dir=cohort["features"], teacher=teacher_dir / CKPT, fold=0,
                   settings=student_cfg(optim=OptimConfig(epochs=1)).model_dump_json(), out_dir=tmp_path,
                   model="student_nokd", task="survival", seed=1, cohort="synth", threads=0, progress=False)
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -136,10 +148,10 @@ def test_in_memory_teacher_frozen_during_distillation(cohort: dict, teacher_dir:
 
     from duopath.config import TeacherConfig
     from duopath.training.data import BagStore
-    from duopath.training.student_trainer import train_student_fold
-    from duopath.training.trainer import prepare_fold
+    from duopath.training.fold_data import prepare_fold
+    from duopath.training.run import ModelSpec, train_fold
 
-    teacher, ck = load_teacher(teacher_dir / "checkpoint.pt")
+    teacher, ck = load_teacher(teacher_dir / CKPT)
     teacher.train()  # the loop must switch it to eval itself
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     tcfg = TeacherConfig.model_validate(ck["settings"])
@@ -149,8 +161,8 @@ def test_in_memory_teacher_frozen_during_distillation(cohort: dict, teacher_dir:
     data = prepare_fold(sheet, pd.read_csv(cohort["splits"]), 0, store, ad.read_h5ad(cohort["rna"]),
                         task="survival", cfg=tcfg)
     cfg = student_cfg(optim=OptimConfig(epochs=1, batch_size=6, lr=1e-2, warmup_epochs=0, patience=None))
-    train_student_fold(data, store, cfg, teacher=teacher, teacher_cfg=tcfg, mags=MAGS,
-                       teacher_dim=ck["model_kwargs"]["dim"], seed=0, progress=False)
+    train_fold(ModelSpec("student", "student", tuple(MAGS), student=cfg), data, store, teacher=teacher,
+               teacher_cfg=tcfg, teacher_dim=ck["model_kwargs"]["dim"], seed=0, progress=False)
     assert not teacher.training
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())

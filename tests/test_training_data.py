@@ -14,17 +14,16 @@ import torch
 import zarr
 
 from duopath.encoding.extract import write_feature_group
+from duopath.training.batch import Sample, collate
 from duopath.training.data import (
     SLIDE_GAP_TILES,
     BagStore,
     DataError,
-    Sample,
-    collate,
-    fold_genes,
     pool_slides,
     read_slide,
     subsample_bag,
 )
+from duopath.training.genes import fold_genes
 
 D = 12
 SLIDE_MPP = 0.5

@@ -16,6 +16,8 @@ import pytest
 import yaml
 from test_training_data import D, grid, rna_adata, write_store
 
+from duopath.layout import FOLD_FILES
+
 REPO = Path(__file__).resolve().parents[1]
 PATIENTS = [f"P{i}" for i in range(12)]
 
@@ -98,8 +100,7 @@ def test_teacher_rule_targets_and_one_real_job(workdir: Path) -> None:
     run = run_snakemake(workdir, "--cores", "1", TARGETS[3], env=env)  # teacher_rna_mean fold0
     assert run.returncode == 0, run.stderr[-3000:]
     res = workdir / "output/results/synth/survival/teacher_rna_mean/fold0"
-    for name in ("checkpoint.pt", "train_log.csv", "inner_predictions.parquet", "predictions.parquet",
-                 "metrics.json"):
+    for name in FOLD_FILES.values():
         assert (res / name).exists(), name
     metrics = json.loads((res / "metrics.json").read_text())
     assert metrics["model"] == "teacher_rna_mean" and metrics["n_patients"] == {"train": 6, "val": 2,

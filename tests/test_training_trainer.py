@@ -19,18 +19,16 @@ import pytest
 import torch
 from test_training_data import D, grid, rna_adata, write_store
 
+from duopath.checkpoints import load_model
 from duopath.config import OptimConfig, TeacherConfig
+from duopath.layout import FoldPaths
 from duopath.training.data import BagStore, DataError
+from duopath.training.fold_data import fit_bins, fold_roles, prepare_fold
+from duopath.training.loop import lr_factor
 from duopath.training.losses import fit_time_bins
-from duopath.training.predict_fold import FoldPaths, load_teacher, run_fold, write_fold
+from duopath.training.run import ModelSpec, model_spec, run_fold_files, train_fold
 from duopath.training.selection import score_predictions
 from duopath.training.splits import make_splits
-from duopath.training.trainer import (
-    fold_roles,
-    lr_factor,
-    prepare_fold,
-    train_fold,
-)
 from duopath.training.variants import model_names, variant_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -38,6 +36,18 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 MAGS = ["10x", "20x"]
 N_PATIENTS = 48
 N_T, N_E = 6, 5
+
+
+def teacher_spec(cfg: TeacherConfig, model: str = "teacher") -> ModelSpec:
+    """The spec of a resolved teacher config (what ``model_spec`` makes from a model name)."""
+    return ModelSpec(model, "teacher", tuple(cfg.magnifications or MAGS), teacher=cfg)
+
+
+def train_files(*, model: str, cfg: TeacherConfig, tiled_magnifications: list[str] = MAGS,
+                baselines: object = None, **kw: object) -> dict:
+    """Spec from the model name, then the one runner (what ``duopath train`` does)."""
+    spec = model_spec(model, teacher=cfg, baselines=baselines, tiled_magnifications=tiled_magnifications)
+    return run_fold_files(spec, **kw)
 
 
 def small_cfg(**optim: object) -> TeacherConfig:
@@ -118,7 +128,7 @@ def fit(cohort: dict, task: str = "survival", cfg: TeacherConfig | None = None, 
     s, splits, st, adata = load(cohort)
     cfg = cfg or small_cfg()
     data = prepare_fold(s if sheet is None else sheet, splits, fold, store or st, adata, task=task, cfg=cfg)
-    return data, train_fold(data, store or st, cfg, seed=seed, progress=False)
+    return data, train_fold(teacher_spec(cfg), data, store or st, seed=seed, progress=False)
 
 
 def test_fold_exclusions_roles_and_training_only_fits(cohort: dict) -> None:
@@ -154,8 +164,6 @@ def test_fold_exclusions_roles_and_training_only_fits(cohort: dict) -> None:
 
 
 def test_time_bins_shrink_when_the_training_fold_is_small(caplog: pytest.LogCaptureFixture) -> None:
-    from duopath.training.trainer import fit_bins
-
     times, events = np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([1, 1, 1, 0, 0])
     with caplog.at_level("WARNING"):
         edges = fit_bins(times, events, 4, fold=0)
@@ -252,7 +260,7 @@ def test_test_fold_is_read_once_at_the_end_and_cannot_steer_selection(cohort: di
 
 def test_outputs_and_checkpoint_reproduce_predictions(cohort: dict, tmp_path: Path) -> None:
     cfg = small_cfg(epochs=3)
-    metrics = run_fold(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+    metrics = train_files(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
                        features_dir=cohort["features"], fold=1, model="teacher_rna_mean", cfg=cfg,
                        tiled_magnifications=MAGS, task="classification", seed=0, out_dir=tmp_path,
                        cohort="synth", progress=False)
@@ -269,13 +277,13 @@ def test_outputs_and_checkpoint_reproduce_predictions(cohort: dict, tmp_path: Pa
             "pred_label", "gate_10x", "gate_20x"} <= set(preds.columns)
     assert len(pd.read_csv(paths.train_log)) == 3
 
-    model, ckpt = load_teacher(paths.checkpoint)
+    model, ckpt = load_model(paths.checkpoint, ("teacher",))
     assert ckpt["class_names"] == ["high", "low"] and ckpt["encoder"] == "synthetic"
     assert ckpt["magnifications"] == MAGS and ckpt["feature_dim"] == D and ckpt["model_kwargs"]["rna_mean_T"]
     # Rebuild the inputs from the checkpoint alone (scaler, genes) and reproduce the test predictions.
     import anndata as ad
 
-    from duopath.training.data import Sample, collate
+    from duopath.training.batch import Sample, collate
 
     adata = ad.read_h5ad(cohort["rna"])
     genes = ckpt["genes_T"] + ckpt["genes_E"]
@@ -298,14 +306,17 @@ def test_write_fold_is_atomic_on_failure(cohort: dict, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     data, res = fit(cohort, cfg=small_cfg(epochs=1))
     _, _, store, _ = load(cohort)
-    import duopath.training.predict_fold as pf
+    import duopath.training.outputs as out
 
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pf, "write_json", boom)
+    monkeypatch.setattr(out, "write_json", boom)
+    meta = out.common_meta(res, data, store, model_name="teacher", variant="teacher", mags=MAGS, settings={},
+                           seed=0)
     with pytest.raises(RuntimeError):
-        write_fold(res, data, store, small_cfg(), FoldPaths(tmp_path), cohort="c", model="teacher", seed=0)
+        out.write_fold_outputs(FoldPaths(tmp_path), res, data, store, kind="teacher", meta=meta, cohort="c",
+                               model="teacher", seed=0, selection="val_loss", extra_metrics={})
     assert not (tmp_path / "metrics.json").exists()  # no metrics → the fold is not complete
     assert not list(tmp_path.glob(".*tmp-*"))
 
@@ -365,7 +376,7 @@ def test_scores_match_sksurv_and_sklearn() -> None:
 
 
 def test_cli_train_function(cohort: dict, tmp_path: Path) -> None:
-    from duopath.training.cli import train
+    from duopath.cli.training import train
 
     train(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"], features_dir=cohort["features"],
           fold=2, settings=small_cfg(epochs=1).model_dump_json(), out_dir=tmp_path, model="teacher_no_igc",

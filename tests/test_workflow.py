@@ -112,7 +112,7 @@ def test_rna_and_splits_of_the_demo(finished_run: Path) -> None:
             pred = pd.read_parquet(res / "predictions.parquet")
             test = splits[(splits["fold"] == fold) & (splits["role"] == "test")]
             assert set(pred["patient_id"]) <= set(test["patient_id"])
-            assert (res / "metrics.json").exists() and (res / "checkpoint.pt").exists()
+            assert (res / "metrics.json").exists() and (res / "checkpoint.safetensors").exists()
 
 
 def test_students_and_report(finished_run: Path) -> None:
@@ -121,7 +121,7 @@ def test_students_and_report(finished_run: Path) -> None:
     out = finished_run / "output"
     for model in ("student", "student_nokd"):
         res = out / layout.RESULTS_DIR.format(cohort="minidemo", task="survival", model=model, fold=0)
-        assert (res / "predictions.parquet").exists() and (res / "checkpoint.pt").exists()
+        assert (res / "predictions.parquet").exists() and (res / "checkpoint.safetensors").exists()
     metrics = pd.read_csv(out / layout.METRICS_CSV.format(cohort="minidemo"))
     assert {"teacher", "teacher_rna_mean", "student", "student_nokd", "snn"} <= set(metrics["model"])
     html = (out / layout.REPORT.format(cohort="minidemo")).read_text(encoding="utf-8")

@@ -28,6 +28,9 @@ SHEET_COLUMNS = [
     "mpp",
 ]
 
+TEXT_COLUMNS = ("patient_id", "slide_id", "slide_path", "rna_sample_id", "site", "label")
+"""Canonical columns read as text ("" = unknown); the others (time, event, mpp) are numbers."""
+
 # TCGA-<TSS>-<participant>-<sample type><vial>-... e.g. TCGA-A2-A0CM-01Z-00-DX1.<uuid>
 _TCGA = re.compile(r"^(TCGA-([A-Z0-9]{2})-[A-Z0-9]{4})(?:-(\d{2})[A-Z]?)?", re.IGNORECASE)
 _SLIDE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -239,6 +242,33 @@ def _patient_disagreements(out: pd.DataFrame, lines: list[int], source: str,
                 problems.append(f"{source}: patient {pid} has different {col} values: {where}; "
                                 "an outcome belongs to the patient, give it once")
     return problems
+
+
+def read_canonical_sheet(path: Path | str) -> pd.DataFrame:
+    """The canonical sample sheet ``duopath sheet`` wrote (``layout.SHEET``), one row per slide.
+
+    The one reader of that file for every later stage: :data:`TEXT_COLUMNS` as stripped text
+    ("" = unknown, never NaN, so an empty label can never become the class "nan"), ``time``,
+    ``event`` and ``mpp`` as numbers (NaN = unknown). Columns the file lacks are added empty.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise SampleSheetError(f"{path}: cannot read the sample sheet: {err}") from None
+    missing = [c for c in ("patient_id", "slide_id") if c not in df.columns]
+    if missing:
+        raise SampleSheetError(f"{path}: sample sheet lacks column(s) {missing}; pass the canonical "
+                               "sheet (cohorts/{cohort}/samples.csv), not the raw one")
+    for col in SHEET_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+    for col in TEXT_COLUMNS:
+        df[col] = df[col].astype(str).str.strip()
+    for col in ("time", "event", "mpp"):
+        text = df[col].astype(str).str.strip()
+        df[col] = pd.to_numeric(text.where(text != ""), errors="coerce")
+    return df
 
 
 def _to_float(value: object) -> float | None:

@@ -16,8 +16,40 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from duopath.layout import Task
+
 # A cohort name is a Snakemake wildcard and a path component (the Snakefile constrains it alike).
 COHORT_NAME = r"[A-Za-z0-9_-]+"
+
+
+TUMOUR_SETS: tuple[str, ...] = (
+    "HALLMARK_E2F_TARGETS",
+    "HALLMARK_G2M_CHECKPOINT",
+    "HALLMARK_MYC_TARGETS_V1",
+    "HALLMARK_MYC_TARGETS_V2",
+    "HALLMARK_MITOTIC_SPINDLE",
+    "HALLMARK_DNA_REPAIR",
+    "HALLMARK_GLYCOLYSIS",
+    "HALLMARK_MTORC1_SIGNALING",
+    "HALLMARK_UNFOLDED_PROTEIN_RESPONSE",
+)
+"""Hallmark sets of the tumour (T) gene group by default: tumour-intrinsic proliferation and
+metabolism. The demo plants its tumour factor in exactly these genes (``demo.rna``)."""
+TME_SETS: tuple[str, ...] = (
+    "HALLMARK_INFLAMMATORY_RESPONSE",
+    "HALLMARK_INTERFERON_GAMMA_RESPONSE",
+    "HALLMARK_INTERFERON_ALPHA_RESPONSE",
+    "HALLMARK_IL2_STAT5_SIGNALING",
+    "HALLMARK_IL6_JAK_STAT3_SIGNALING",
+    "HALLMARK_ALLOGRAFT_REJECTION",
+    "HALLMARK_COMPLEMENT",
+    "HALLMARK_TNFA_SIGNALING_VIA_NFKB",
+    "HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION",
+    "HALLMARK_ANGIOGENESIS",
+    "HALLMARK_COAGULATION",
+)
+"""Hallmark sets of the tumour-microenvironment (E) group by default: immune, inflammatory,
+stromal. The demo plants its TME factor in exactly these genes."""
 
 
 class ConfigError(ValueError):
@@ -67,7 +99,7 @@ class CohortConfig(_Strict):
     demo: DemoConfig | None = Field(
         None, description="generate this cohort (sheet, slides, RNA) instead of reading one"
     )
-    tasks: list[Literal["survival", "classification"]] = Field(
+    tasks: list[Task] = Field(
         default_factory=lambda: ["survival"],
         description="what to predict; every model is trained once per task on the same splits, "
         "which are stratified by the FIRST task (event for survival, label for classification)",
@@ -235,33 +267,11 @@ class RnaConfig(_Strict):
         "paths to GMT or CSV/TSV files (e.g. ESTIMATE SI_geneset.gmt, MCAT signatures.csv)",
     )
     tumour_sets: list[str] = Field(
-        default_factory=lambda: [
-            "HALLMARK_E2F_TARGETS",
-            "HALLMARK_G2M_CHECKPOINT",
-            "HALLMARK_MYC_TARGETS_V1",
-            "HALLMARK_MYC_TARGETS_V2",
-            "HALLMARK_MITOTIC_SPINDLE",
-            "HALLMARK_DNA_REPAIR",
-            "HALLMARK_GLYCOLYSIS",
-            "HALLMARK_MTORC1_SIGNALING",
-            "HALLMARK_UNFOLDED_PROTEIN_RESPONSE",
-        ],
+        default_factory=lambda: list(TUMOUR_SETS),
         description="gene sets whose genes form the tumour (T) group",
     )
     tme_sets: list[str] = Field(
-        default_factory=lambda: [
-            "HALLMARK_INFLAMMATORY_RESPONSE",
-            "HALLMARK_INTERFERON_GAMMA_RESPONSE",
-            "HALLMARK_INTERFERON_ALPHA_RESPONSE",
-            "HALLMARK_IL2_STAT5_SIGNALING",
-            "HALLMARK_IL6_JAK_STAT3_SIGNALING",
-            "HALLMARK_ALLOGRAFT_REJECTION",
-            "HALLMARK_COMPLEMENT",
-            "HALLMARK_TNFA_SIGNALING_VIA_NFKB",
-            "HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION",
-            "HALLMARK_ANGIOGENESIS",
-            "HALLMARK_COAGULATION",
-        ],
+        default_factory=lambda: list(TME_SETS),
         description="gene sets whose genes form the tumour-microenvironment (E) group",
     )
     group_overlap: Literal["drop", "both", "tumour", "tme"] = Field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -101,3 +102,32 @@ def write_image(dest: Path | str, image: Any) -> None:
 
 
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+# --------------------------------------------------------------------------- JSON-ready values
+
+
+def jsonable(value: object) -> object:
+    """``json.dumps(default=...)`` hook: numpy scalars become Python numbers, anything else text."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def json_ready(value: object) -> object:
+    """Non-finite floats → None, recursively (JSON has no NaN; callers keep the reason elsewhere,
+    e.g. under ``"undefined"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def plain_json(value: object) -> object:
+    """``value`` as plain JSON types: numpy scalars converted, tuples as lists, NaN as None."""
+    return json_ready(json.loads(json.dumps(value, default=jsonable)))

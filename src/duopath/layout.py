@@ -6,6 +6,14 @@ Snakemake wildcards as well as ``str.format`` fields.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+Task = Literal["survival", "classification"]
+TASKS: tuple[str, ...] = get_args(Task)
+"""What a model predicts: the one home of the task names (the ``{task}`` folder of ``RESULTS_DIR``)."""
+
 DEMO_DIR = "demo/{cohort}"
 DEMO_SHEET = DEMO_DIR + "/samples.csv"
 DEMO_RNA = DEMO_DIR + "/rna_counts.tsv"
@@ -26,13 +34,51 @@ PREDICTIONS = RESULTS_DIR + "/predictions.parquet"
 INNER_PREDICTIONS = RESULTS_DIR + "/inner_predictions.parquet"
 METRICS = RESULTS_DIR + "/metrics.json"
 TRAIN_LOG = RESULTS_DIR + "/train_log.csv"
-CHECKPOINT = RESULTS_DIR + "/checkpoint.pt"
+CHECKPOINT = RESULTS_DIR + "/checkpoint.safetensors"  # duopath.checkpoints (no pickle)
 COHORT_RESULTS = "results/{cohort}"  # {task}/{model}/fold{k}/ below it
 HEATMAPS_DIR = RESULTS_DIR + "/heatmaps"  # *.png embedded in the report when present
 METRICS_CSV = "results/{cohort}/metrics.csv"  # task x model x fold x metric (+ reason)
 SUMMARY_CSV = "results/{cohort}/summary.csv"  # mean ± std over folds per task x model x metric
 COMPARISONS_CSV = "results/{cohort}/comparisons.csv"  # every model vs the main model
 REPORT = "results/{cohort}/report.html"
+
+
+FOLD_FILES = {
+    "checkpoint": CHECKPOINT.rsplit("/", 1)[1],
+    "train_log": TRAIN_LOG.rsplit("/", 1)[1],
+    "inner_predictions": INNER_PREDICTIONS.rsplit("/", 1)[1],
+    "predictions": PREDICTIONS.rsplit("/", 1)[1],
+    "metrics": METRICS.rsplit("/", 1)[1],
+}
+"""The five outputs of one trained fold, by name, in the order they are written (metrics last:
+its presence means the fold is complete)."""
+
+
+@dataclass(frozen=True)
+class FoldPaths:
+    """The files of one fold's result directory (:data:`RESULTS_DIR`)."""
+
+    out_dir: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path(self.out_dir) / FOLD_FILES["checkpoint"]
+
+    @property
+    def train_log(self) -> Path:
+        return Path(self.out_dir) / FOLD_FILES["train_log"]
+
+    @property
+    def inner_predictions(self) -> Path:
+        return Path(self.out_dir) / FOLD_FILES["inner_predictions"]
+
+    @property
+    def predictions(self) -> Path:
+        return Path(self.out_dir) / FOLD_FILES["predictions"]
+
+    @property
+    def metrics(self) -> Path:
+        return Path(self.out_dir) / FOLD_FILES["metrics"]
 
 
 def out(output_dir: str, pattern: str, **fields: str) -> str:

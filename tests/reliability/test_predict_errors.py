@@ -13,6 +13,7 @@ from test_predict import tiny_student
 from typer.testing import CliRunner
 
 from duopath.cli import app
+from duopath.layout import FOLD_FILES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,7 +31,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("model")
-    tiny_student(d / "checkpoint.pt")
+    tiny_student(d / FOLD_FILES["checkpoint"])
     return d
 
 
@@ -64,7 +65,7 @@ def test_corrupt_checkpoint_is_one_error_line(bad_slides: dict, tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     bad = tmp_path / "model"
     bad.mkdir()
-    (bad / "checkpoint.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (bad / FOLD_FILES["checkpoint"]).write_bytes(np.random.default_rng(0).bytes(4096))
     line = _assert_one_clean_error(_predict(bad_slides["good"], bad, tmp_path / "out", caplog),
                                    tmp_path / "out", "cannot load a student model")
     assert "--mpp" not in line

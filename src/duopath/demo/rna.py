@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from duopath.config import DemoConfig
+from duopath.config import TME_SETS, TUMOUR_SETS, DemoConfig
 from duopath.demo.truth import STREAM_RNA, stream
 
 if TYPE_CHECKING:
@@ -30,32 +30,6 @@ log = logging.getLogger(__name__)
 HALLMARK_GMT = "h.all.v2024.1.Hs.symbols.gmt"
 GENCODE_MAP = "gencode.v31.annotation.gene_l1l2.pc_TRC_IGC.stripped.txt"
 
-#: Hallmark sets whose genes follow the tumour factor (tumour-intrinsic proliferation/metabolism).
-TUMOUR_SETS: tuple[str, ...] = (
-    "HALLMARK_E2F_TARGETS",
-    "HALLMARK_G2M_CHECKPOINT",
-    "HALLMARK_MYC_TARGETS_V1",
-    "HALLMARK_MYC_TARGETS_V2",
-    "HALLMARK_MITOTIC_SPINDLE",
-    "HALLMARK_DNA_REPAIR",
-    "HALLMARK_GLYCOLYSIS",
-    "HALLMARK_MTORC1_SIGNALING",
-    "HALLMARK_UNFOLDED_PROTEIN_RESPONSE",
-)
-#: Hallmark sets whose genes follow the TME factor (immune, inflammatory, stromal).
-TME_SETS: tuple[str, ...] = (
-    "HALLMARK_INFLAMMATORY_RESPONSE",
-    "HALLMARK_INTERFERON_GAMMA_RESPONSE",
-    "HALLMARK_INTERFERON_ALPHA_RESPONSE",
-    "HALLMARK_ALLOGRAFT_REJECTION",
-    "HALLMARK_IL2_STAT5_SIGNALING",
-    "HALLMARK_IL6_JAK_STAT3_SIGNALING",
-    "HALLMARK_COMPLEMENT",
-    "HALLMARK_TNFA_SIGNALING_VIA_NFKB",
-    "HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION",
-    "HALLMARK_ANGIOGENESIS",
-    "HALLMARK_COAGULATION",
-)
 #: The "core" sets carry the signal in most of their genes; the others in a minority.
 CORE_SETS: frozenset[str] = frozenset(
     {

@@ -23,19 +23,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from duopath.cohort import SHEET_COLUMNS
 from duopath.config import DemoConfig
 
-#: Column order of the sample sheet (the data contract in DESIGN.md).
-DEMO_SHEET_COLUMNS: tuple[str, ...] = (
-    "patient_id",
-    "slide_id",
-    "slide_path",
-    "rna_sample_id",
-    "site",
-    "label",
-    "time",
-    "event",
-)
+DEMO_SHEET_COLUMNS: tuple[str, ...] = tuple(c for c in SHEET_COLUMNS if c != "mpp")
+"""The demo's sheet: the canonical columns (``cohort.SHEET_COLUMNS``) but ``mpp`` (its slides
+carry their pixel size in the header)."""
 
 # Effect sizes of the planted outcome model (see module docstring for why these values).
 B_T = 1.1

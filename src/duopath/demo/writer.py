@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from duopath.config import DemoConfig
-from duopath.demo.rna import HALLMARK_GMT, TME_SETS, TUMOUR_SETS, gene_truth, simulate_counts
+from duopath.config import TME_SETS, TUMOUR_SETS, DemoConfig
+from duopath.demo.rna import HALLMARK_GMT, gene_truth, simulate_counts
 from duopath.demo.slides import (
     LABEL_DOWNSAMPLE,
     PEN_INKS,

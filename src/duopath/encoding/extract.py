@@ -40,8 +40,8 @@ from tqdm import tqdm
 
 import duopath
 from duopath.config import EncoderConfig
+from duopath.devices import resolve_device
 from duopath.encoding.registry import Encoder, load_encoder
-from duopath.gpu import pick_device
 from duopath.io import atomic_path
 from duopath.slides.reader import SlideError, open_slide
 
@@ -127,14 +127,6 @@ def collate_groups(
     rows = torch.cat([r for r, _ in items])
     failed = next((t for _, t in items if isinstance(t, ReadFailure)), None)
     return rows, failed if failed is not None else torch.cat([t for _, t in items])
-
-
-def resolve_device(name: str) -> torch.device:
-    """The configured device; ``auto``/``cuda`` claim a free visible GPU (see :mod:`duopath.gpu`)."""
-    device = torch.device(pick_device(name))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device
 
 
 @torch.inference_mode()

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from duopath.cohort import read_canonical_sheet
+
 
 @dataclass(frozen=True)
 class CohortTables:
@@ -53,19 +55,7 @@ def load_cohort_tables(sheet: Path | str, splits: Path | str) -> CohortTables:
     Raises ValueError when a patient's slides disagree on an outcome, or the split table lacks
     its columns: both would make every metric silently wrong.
     """
-    df = pd.read_csv(
-        sheet,
-        dtype={"patient_id": str, "slide_id": str, "label": str, "site": str},
-        keep_default_na=False,
-        na_values={"time": [""], "event": [""]},
-    )
-    missing = {"patient_id", "slide_id"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{sheet}: sample sheet lacks columns {sorted(missing)}")
-    for col in ("site", "label"):
-        df[col] = df[col].astype(str).str.strip() if col in df.columns else ""
-    for col in ("time", "event"):
-        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else np.nan
+    df = read_canonical_sheet(sheet)
     per = df.groupby("patient_id", sort=True)
     for col in ("label", "time", "event"):
         n = per[col].nunique(dropna=False)

@@ -60,10 +60,10 @@ from duopath.evaluation.metrics import (
 )
 from duopath.evaluation.result import MetricResult, undefined
 from duopath.io import write_table
+from duopath.layout import FOLD_FILES, TASKS
 
 log = logging.getLogger(__name__)
 
-TASKS = ("survival", "classification")
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "survival": SURVIVAL_METRICS + CALIBRATION_METRICS,
     "classification": CLASSIFICATION_METRICS,
@@ -97,10 +97,10 @@ COMPARISON_COLUMNS = (
     "reason",
 )
 
-PREDICTIONS_FILE = "predictions.parquet"
-INNER_FILE = "inner_predictions.parquet"
-INFO_FILE = "metrics.json"
-TRAIN_LOG_FILE = "train_log.csv"
+PREDICTIONS_FILE = FOLD_FILES["predictions"]
+INNER_FILE = FOLD_FILES["inner_predictions"]
+INFO_FILE = FOLD_FILES["metrics"]
+TRAIN_LOG_FILE = FOLD_FILES["train_log"]
 HEATMAP_DIR = "heatmaps"
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
 

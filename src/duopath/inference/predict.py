@@ -37,6 +37,7 @@ import torch
 import duopath
 from duopath.config import EncoderConfig, SegmentationConfig, TilingConfig
 from duopath.io import atomic_path, write_image, write_json
+from duopath.layout import FOLD_FILES
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +56,25 @@ class PredictSettings:
 
 
 def _checkpoint_path(model: Path) -> Path:
-    path = model / "checkpoint.pt" if model.is_dir() else model
+    path = model / FOLD_FILES["checkpoint"] if model.is_dir() else model
     if not path.exists():
         raise PredictError(f"no student checkpoint at {path} (pass --model results/{{cohort}}/{{task}}/"
-                           "student/fold{k} or its checkpoint.pt)")
+                           f"student/fold{{k}} or its {FOLD_FILES['checkpoint']})")
     return path
 
 
 def _load_model(ckpt_path: Path, device: str) -> tuple[torch.nn.Module, dict]:
-    """The student and its checkpoint dict; a file that is not one is a :class:`PredictError`."""
-    import pickle
+    """The student and its checkpoint metadata; a file that is not one is a :class:`PredictError`.
 
-    from duopath.training.student_trainer import load_student
+    Loaded by :mod:`duopath.checkpoints` (safetensors + JSON, never a pickle), which refuses any
+    other file, and a teacher or baseline checkpoint, in one line naming the file.
+    """
+    from duopath.checkpoints import CheckpointError, load_model
 
     try:
-        return load_student(ckpt_path, device)
-    except (ValueError, KeyError, TypeError, OSError, RuntimeError, EOFError,
-            pickle.UnpicklingError) as err:
-        raise PredictError(f"cannot load a student model from {ckpt_path}: "
+        return load_model(ckpt_path, ("student",), device)
+    except (CheckpointError, OSError) as err:
+        raise PredictError(f"cannot load a student model: "
                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__} "
                            "(pass the checkpoint of a trained duopath student, "
                            "results/{cohort}/{task}/student/fold{k})") from None
@@ -124,11 +126,11 @@ def predict_slide(
     ``mpp`` (level-0 µm/px) applies to every slide. Returns the JSON.
     """
     from duopath.encoding.registry import load_encoder
+    from duopath.io import json_ready
     from duopath.report.heatmaps import paint_maps, slide_thumbnail, student_maps
     from duopath.slides.reader import MissingMppError, SlideError, open_slide
     from duopath.training.data import pool_slides
     from duopath.training.losses import hazards_from_logits, risk_from_hazards
-    from duopath.training.predict_fold import _json_ready
 
     t0 = time.perf_counter()
     slides = [Path(slide)] if isinstance(slide, (str, Path)) else [Path(p) for p in slide]
@@ -229,7 +231,7 @@ def predict_slide(
     result["heatmaps"] = heatmaps
     result["seconds"] = time.perf_counter() - t0
     # JSON has no Infinity (the last time-bin edge): non-finite numbers become null.
-    result = _json_ready(result)
+    result = json_ready(result)
     write_json(out_dir / "prediction.json", result)
     shown = {k: result[k] for k in ("risk", "risk_group", "predicted_class") if k in result}
     log.info("%s: %s in %.1f s", ", ".join(map(str, slides)), shown, result["seconds"])

@@ -28,8 +28,6 @@ from torch import Tensor
 SUBSPACES: tuple[str, str] = ("T", "E")
 """Tumour and tumour-microenvironment subspaces (DESIGN.md, "Model")."""
 
-TASKS: tuple[str, str] = ("survival", "classification")
-
 
 @dataclass
 class ModelOutput:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from duopath.layout import TASKS
+
 GatingMode = Literal["max_confidence", "mean", "softmax"]
 GATING_MODES: tuple[str, ...] = ("max_confidence", "mean", "softmax")
 
@@ -85,8 +87,8 @@ def check_head_args(task: str, gating: str, magnifications: Sequence[str], n_cla
     One place for the checks the teacher, the student and the baselines all need, so a bad
     value is refused with the same message whichever model is built.
     """
-    if task not in ("survival", "classification"):
-        raise ValueError(f"task must be one of ('survival', 'classification'), got {task!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if gating not in GATING_MODES:
         raise ValueError(f"gating must be one of {GATING_MODES}, got {gating!r}")
     mags = tuple(magnifications)

@@ -1,7 +1,7 @@
 """The cohort report: figures (``plots``), tile heatmaps over slide thumbnails (``heatmaps``), the
-self-contained HTML page (``html``) and the ``duopath evaluate`` / ``duopath report`` commands
-(``cli``).
+self-contained HTML page (``html``); the ``duopath evaluate`` / ``heatmaps`` / ``report`` commands
+live in ``duopath.cli.report``.
 
-Nothing is imported here on purpose: ``duopath --help`` imports ``duopath.report.cli`` to register
+Nothing is imported here on purpose: ``duopath --help`` imports ``duopath.cli.report`` to register
 the commands, and must not pay for matplotlib, scikit-survival or lifelines.
 """

@@ -7,8 +7,8 @@ averaged over the Q gene tokens and the heads); for the student, its token impor
 rank-scaled over the patient's whole bag (``report.heatmaps.rank_scale``), so a patient's slides
 share one colour scale; every map uses the tile→thumbnail mapping of ``heatmap_overlay``.
 
-How it reproduces the fold's test predictions: the model is rebuilt from ``checkpoint.pt``
-(teacher or student, told apart by its ``format``) and run on each chosen patient's FULL bag
+How it reproduces the fold's test predictions: the model is rebuilt from its checkpoint
+(teacher or student, told apart by its ``kind``) and run on each chosen patient's FULL bag
 (``BagStore``: all usable slides, every tile, as evaluation does). The teacher's genes are the
 patient's RNA z-scored with the scaler STORED in the checkpoint (``rna.normalise.apply_scaler``,
 never refit); under ``missing_rna: mean`` a patient without RNA gets the training mean, which in
@@ -113,7 +113,7 @@ def _patient_maps(model: torch.nn.Module, kind: str, ckpt: dict, bag, genes: tup
                   paint: Sequence[str], device: str) -> dict[str, dict]:
     """The model on the patient's full bag → per painted magnification, name → ``TileMap`` (whole bag)."""
     from duopath.report.heatmaps import attention_maps, student_maps
-    from duopath.training.data import Sample, collate
+    from duopath.training.batch import Sample, collate
 
     mags = list(ckpt["magnifications"])
     empty = np.zeros(0, np.float32)
@@ -149,19 +149,17 @@ def write_fold_heatmaps(
     one). ``rna``: the
     cohort's h5ad, needed for a teacher only. Returns the ``heatmaps.json`` index.
     """
+    from duopath.checkpoints import CheckpointError, load_model
+    from duopath.io import json_ready
     from duopath.report.heatmaps import paint_maps, read_thumbnail
     from duopath.slides.reader import SlideError
-    from duopath.training.data import BagStore, DataError, _open_group
-    from duopath.training.predict_fold import CHECKPOINT_FORMAT as TEACHER_FORMAT
-    from duopath.training.predict_fold import _json_ready, load_checkpoint_model
-    from duopath.training.student_trainer import CHECKPOINT_FORMAT as STUDENT_FORMAT
+    from duopath.training.data import BagStore, DataError, open_zarr_group
 
-    fmt = torch.load(Path(checkpoint), map_location="cpu", weights_only=False).get("format")
-    kinds = {TEACHER_FORMAT: "teacher", STUDENT_FORMAT: "student"}
-    if fmt not in kinds:
-        raise HeatmapError(f"{checkpoint}: neither a teacher nor a student checkpoint (format {fmt!r})")
-    kind = kinds[fmt]
-    model, ckpt = load_checkpoint_model(checkpoint, fmt, kind, device)
+    try:
+        model, ckpt = load_model(checkpoint, ("teacher", "student"), device)
+    except CheckpointError as err:
+        raise HeatmapError(str(err)) from None
+    kind = ckpt["kind"]
     mags = list(ckpt["magnifications"])
     paint = mags if magnifications == "all" else list(magnifications or mags[-1:])
     unknown = [m for m in paint if m not in mags]
@@ -221,7 +219,7 @@ def write_fold_heatmaps(
             index["patients"].append({**info, "slides": list(bag.slides)})
             maps = _patient_maps(model, kind, ckpt, bag, genes.get(pid), paint, device)
             for k, (sid, zarr_path) in enumerate(zip(bag.slides, store.slides[pid], strict=True)):
-                root = _open_group(zarr_path)
+                root = open_zarr_group(zarr_path)
                 try:
                     thumb, s_mpp, t_mpp = read_thumbnail(slide_path.get(sid, ""),
                                                          float(root.attrs["slide_mpp"]), thumb_mpp)
@@ -242,7 +240,7 @@ def write_fold_heatmaps(
                         index["images"].append({**info, "slide_id": sid, "magnification": m, "map": name,
                                                 "file": file, "thumb_mpp": t_mpp,
                                                 "size": [int(image.width), int(image.height)]})
-        index = _json_ready(index)
+        index = json_ready(index)
         write_json(tmp / INDEX_FILE, index)
     log.info("%s fold %s: %d heatmaps of %d patients -> %s (%d slides skipped)", index["model"],
              index["fold"], len(index["images"]), len(index["patients"]), out_dir, len(index["skipped"]))

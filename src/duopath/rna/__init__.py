@@ -5,9 +5,9 @@ Modules: :mod:`~duopath.rna.readers` (GDC STAR folder, matrix, h5ad),
 patient), :mod:`~duopath.rna.genesets` (GMT/CSV, tumour/TME groups),
 :mod:`~duopath.rna.normalise` (scanpy normalisation, HVG, train-only scaler),
 :mod:`~duopath.rna.scores` (pathway scores), :mod:`~duopath.rna.qc`,
-:mod:`~duopath.rna.build` (end to end, and the h5ad contract), :mod:`~duopath.rna.cli`.
+:mod:`~duopath.rna.build` (end to end, and the h5ad contract), :mod:`~duopath.cli.rna` (the command).
 
-Nothing is imported here, so ``import duopath.rna.cli`` stays fast (no scanpy).
+Nothing is imported here, so ``import duopath.cli.rna`` stays fast (no scanpy).
 """
 
 

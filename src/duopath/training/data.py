@@ -1,5 +1,4 @@
-# ruff: noqa: N815 - genes_T / genes_E: T and E are the paper's subspace names
-"""Patient bags for training and evaluation: tile features from zarr + gene groups from h5ad.
+"""Patient bags for training and evaluation: tile features from the slides' zarr stores.
 
 A *bag* is everything one patient contributes, per magnification (coarse to fine):
 ``feats [N, D]`` (as stored, float16), ``coords [N, 2]`` tile CENTRES in µm, ``parent [N]``
@@ -29,22 +28,18 @@ Design choices and why:
 * **Features are read once per patient and kept in memory** (``BagStore``) up to a byte
   budget; beyond it bags are re-read from zarr on demand, so a real cohort (tens of GB of
   features) still trains, just with more I/O.
-* **RNA is joined by patient ID, never by row position**, and z-scored with a scaler fit on
-  the fold's TRAINING patients only (``duopath.rna.normalise.fit_scaler``).
+* **RNA is joined by patient ID, never by row position** (:mod:`duopath.training.genes`).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
-from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +102,15 @@ class StoreInfo:
     mags: tuple[str, ...]
 
 
-def _open_group(path: Path):
+def open_zarr_group(path: Path | str):
+    """Open a feature store (a zarr group) read-only -- the one opener of every store reader.
+
+    Silences the warning Snakemake's directory marker causes: it marks directory outputs with a
+    ``.snakemake_timestamp`` file, which zarr reports as an unknown hierarchy member.
+    """
     import zarr
 
     with warnings.catch_warnings():
-        # Snakemake marks directory outputs with a `.snakemake_timestamp` file, which zarr
-        # reports as an unknown hierarchy member.
         warnings.filterwarnings("ignore", message=".*not recognized as a component.*")
         return zarr.open_group(str(path), mode="r")
 
@@ -122,9 +120,9 @@ def store_info(path: Path | str) -> StoreInfo:
     path = Path(path)
     if not path.exists():
         raise DataError(f"feature store {path} does not exist")
-    root = _open_group(path)
+    root = open_zarr_group(path)
     attrs = dict(root.attrs)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # Snakemake's directory marker (see open_zarr_group)
         warnings.filterwarnings("ignore", message=".*not recognized as a component.*")
         mags = tuple(sorted(root.group_keys()))
     dim = attrs.get("dim")
@@ -141,7 +139,7 @@ def store_info(path: Path | str) -> StoreInfo:
 
 def read_slide(path: Path | str, magnifications: Sequence[str]) -> dict[str, MagBag]:
     """One slide's magnifications as bags with µm tile-centre coordinates (slide origin)."""
-    root = _open_group(Path(path))
+    root = open_zarr_group(Path(path))
     slide_mpp = root.attrs.get("slide_mpp")
     if slide_mpp is None:
         raise DataError(f"{path}: root attribute slide_mpp is missing")
@@ -321,176 +319,5 @@ class BagStore:
 
 def _order_coarse_to_fine(info: StoreInfo) -> tuple[str, ...]:
     """Magnification groups ordered by their mpp attribute, coarse (large µm/px) first."""
-    root = _open_group(info.path)
+    root = open_zarr_group(info.path)
     return tuple(sorted(info.mags, key=lambda m: -float(root[m].attrs["mpp"])))
-
-
-# --------------------------------------------------------------------------- RNA
-
-
-@dataclass
-class FoldGenes:
-    """Per-fold z-scored gene groups: ``values[patient] = (genes_T, genes_E)``.
-
-    ``mean``/``std`` are the scaler (fit on the fold's training patients) over the T genes then
-    the E genes; ``train_mean_T``/``train_mean_E`` are the training patients' mean z-scores
-    (the RNA-mean ablation's input, and the stand-in for a missing RNA under
-    ``missing_rna: mean``).
-    """
-
-    genes_T: list[str]
-    genes_E: list[str]
-    mean: pd.Series
-    std: pd.Series
-    values: dict[str, tuple[np.ndarray, np.ndarray]]
-    train_mean_T: np.ndarray
-    train_mean_E: np.ndarray
-    imputed: list[str] = field(default_factory=list)
-
-
-def no_genes(patients: Iterable[str]) -> FoldGenes:
-    """Zero-width gene groups for a cohort without RNA: slide-only models train on it unchanged
-    (every sample carries empty T/E vectors, so batches and checkpoints keep one schema)."""
-    empty = np.zeros(0, dtype=np.float32)
-    return FoldGenes([], [], pd.Series(dtype=float), pd.Series(dtype=float),
-                     {str(p): (empty, empty) for p in patients}, empty, empty, [])
-
-
-def gene_groups(adata) -> tuple[list[str], list[str]]:
-    """The T and E gene lists of an RNA AnnData (``var.group_T`` / ``var.group_E``)."""
-    for col in ("group_T", "group_E"):
-        if col not in adata.var.columns:
-            raise DataError(f"the RNA AnnData has no var[{col!r}] (built by `duopath rna`?)")
-    t = [str(g) for g in adata.var_names[adata.var["group_T"].astype(bool).to_numpy()]]
-    e = [str(g) for g in adata.var_names[adata.var["group_E"].astype(bool).to_numpy()]]
-    if not t or not e:
-        raise DataError(f"empty gene group: T has {len(t)} genes, E has {len(e)}")
-    return t, e
-
-
-def fold_genes(
-    adata,
-    train_patients: Iterable[str],
-    held_out: Iterable[str],
-    patients: Iterable[str],
-    missing_rna: str = "exclude",
-) -> FoldGenes:
-    """Scale the T/E groups with a scaler fit on ``train_patients`` and return ``patients``' rows.
-
-    Patients without RNA get the training mean under ``missing_rna="mean"`` and are simply
-    absent from ``values`` under ``"exclude"`` (the caller drops them).
-    """
-    from duopath.rna.normalise import apply_scaler, fit_scaler
-
-    genes_t, genes_e = gene_groups(adata)
-    genes = genes_t + genes_e
-    mean, std = fit_scaler(adata, list(train_patients), genes=genes, held_out=list(held_out))
-    have = set(adata.obs_names)
-    train_rna = [p for p in train_patients if p in have]
-    z_train = apply_scaler(adata, mean, std, patients=train_rna)
-    nt = len(genes_t)
-    mean_t = z_train[:, :nt].mean(axis=0).astype(np.float32)
-    mean_e = z_train[:, nt:].mean(axis=0).astype(np.float32)
-    wanted = [str(p) for p in patients]
-    with_rna = [p for p in wanted if p in have]
-    z = apply_scaler(adata, mean, std, patients=with_rna) if with_rna else np.zeros((0, len(genes)))
-    values = {p: (z[i, :nt].astype(np.float32), z[i, nt:].astype(np.float32)) for i, p in enumerate(with_rna)}
-    imputed: list[str] = []
-    if missing_rna == "mean":
-        for p in wanted:
-            if p not in values:
-                values[p] = (mean_t.copy(), mean_e.copy())
-                imputed.append(p)
-    elif missing_rna != "exclude":
-        raise ValueError(f"missing_rna must be 'exclude' or 'mean', got {missing_rna!r}")
-    return FoldGenes(genes_t, genes_e, mean, std, values, mean_t, mean_e, imputed)
-
-
-# --------------------------------------------------------------------------- samples / batches
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One patient's model inputs other than tiles: genes and the training target.
-
-    The bag is not held here: it comes from the :class:`BagStore` when a batch is built (and
-    is subsampled there in training), so a sample list costs no feature memory.
-    ``target`` is the class index or the survival time bin; ``time``/``event`` are NaN when
-    the sheet has none (classification cohorts); ``label`` is the sheet's label text.
-    """
-
-    patient_id: str
-    genes_T: np.ndarray
-    genes_E: np.ndarray
-    target: int
-    event: float
-    time: float
-    label: str = ""
-
-
-@dataclass
-class Batch:
-    """Padded tensors of several patients (``duopath.models.contract`` shapes).
-
-    ``parent[m]`` [B, N_m] indexes the coarser magnification's PADDED bag (each sample's real
-    tiles come first, so no shift is needed); -1 on padding and at the coarsest magnification.
-    """
-
-    patient_ids: list[str]
-    feats: dict[str, Tensor]
-    mask: dict[str, Tensor]
-    coords: dict[str, Tensor]
-    parent: dict[str, Tensor]
-    genes_T: Tensor
-    genes_E: Tensor
-    targets: Tensor
-    events: Tensor
-    times: Tensor
-
-    def to(self, device: torch.device | str) -> Batch:
-        def mv(d: dict[str, Tensor]) -> dict[str, Tensor]:
-            return {k: v.to(device) for k, v in d.items()}
-
-        return Batch(self.patient_ids, mv(self.feats), mv(self.mask), mv(self.coords), mv(self.parent),
-                     self.genes_T.to(device), self.genes_E.to(device), self.targets.to(device),
-                     self.events.to(device), self.times.to(device))
-
-
-def collate(
-    samples: Sequence[Sample], bags: Sequence[PatientBag], magnifications: Sequence[str]
-) -> Batch:
-    """Pad the samples' bags (same order) to the longest per magnification; mask = real tile."""
-    if not samples or len(samples) != len(bags):
-        raise ValueError("collate needs one bag per sample and at least one sample")
-    for s, bag in zip(samples, bags, strict=True):
-        if s.patient_id != bag.patient_id:
-            raise ValueError(f"bag of {bag.patient_id} given for sample {s.patient_id}")
-    b = len(samples)
-    feats, mask, coords, parent = {}, {}, {}, {}
-    for m in magnifications:
-        mag_bags = [bag.mags[m] for bag in bags]
-        n = max(len(x) for x in mag_bags)
-        d = mag_bags[0].feats.shape[1]
-        f = np.zeros((b, n, d), dtype=mag_bags[0].feats.dtype)
-        c = np.zeros((b, n, 2), dtype=np.float32)
-        p = np.full((b, n), -1, dtype=np.int64)
-        k = np.zeros((b, n), dtype=bool)
-        for i, x in enumerate(mag_bags):
-            f[i, : len(x)] = x.feats
-            c[i, : len(x)] = x.coords
-            p[i, : len(x)] = x.parent
-            k[i, : len(x)] = True
-        feats[m], coords[m] = torch.from_numpy(f), torch.from_numpy(c)
-        parent[m], mask[m] = torch.from_numpy(p), torch.from_numpy(k)
-    return Batch(
-        patient_ids=[s.patient_id for s in samples],
-        feats=feats,
-        mask=mask,
-        coords=coords,
-        parent=parent,
-        genes_T=torch.from_numpy(np.stack([s.genes_T for s in samples])),
-        genes_E=torch.from_numpy(np.stack([s.genes_E for s in samples])),
-        targets=torch.tensor([s.target for s in samples], dtype=torch.long),
-        events=torch.tensor([s.event for s in samples], dtype=torch.float32),
-        times=torch.tensor([s.time for s in samples], dtype=torch.float32),
-    )

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from duopath.training.data import Sample
+from duopath.training.batch import Sample
 
 __all__ = ["EpochSelector", "metric_name", "score_predictions"]
 

@@ -10,10 +10,22 @@ from collections.abc import Sequence
 
 from duopath.config import BASELINE_MODELS, TEACHER_ABLATIONS, BaselinesConfig, TeacherConfig
 
-__all__ = ["BASE_MODEL", "baseline_kwargs", "baseline_names", "model_names", "registry_name",
-           "variant_config"]
+__all__ = ["BASE_MODEL", "STUDENT_MODELS", "baseline_kwargs", "baseline_names", "model_kind", "model_names",
+           "registry_name", "variant_config"]
 
 BASE_MODEL = "teacher"
+STUDENT_MODELS: tuple[str, ...] = ("student", "student_nokd")
+"""The histology-only students: distilled from the fold's teacher (SKD), and without KD."""
+
+
+def model_kind(model: str) -> str:
+    """``teacher`` (the teacher and its ablations), ``baseline`` or ``student``: what a trained model
+    name is, which decides its objective and its checkpoint kind (``duopath.checkpoints.KINDS``)."""
+    if model in STUDENT_MODELS:
+        return "student"
+    if model in BASELINE_MODELS:
+        return "baseline"
+    return "teacher"
 
 
 # --------------------------------------------------------------------------- variants

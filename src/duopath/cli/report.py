@@ -1,13 +1,10 @@
-"""``duopath evaluate``, ``duopath heatmaps`` and ``duopath report``: the steps the report rules run.
-
-Registered in the main app as ``app.command("evaluate")(evaluate)``, ``app.command("heatmaps")
-(heatmaps)`` and ``app.command("report")(report)`` (``duopath.cli``). Heavy imports (pandas,
-scikit-survival, lifelines, matplotlib, torch) happen inside the functions so ``duopath --help``
-stays instant.
+"""``duopath evaluate``, ``heatmaps`` and ``report``: the steps the report rules run.
 
 Why two steps: ``metrics.csv`` / ``summary.csv`` / ``comparisons.csv`` are what users analyse
 further and what the report shows, so they are a DAG output of their own; the report only
 draws them (and re-reads the predictions for the plots), which makes a layout change cheap.
+Heavy imports (pandas, scikit-survival, lifelines, matplotlib, torch) happen inside the
+functions so ``duopath --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -19,18 +16,9 @@ from typing import Annotated
 
 import typer
 
+from duopath.cli.options import ResultsDir, Sheet, Splits, Threads, fail
+
 log = logging.getLogger(__name__)
-
-ResultsDir = Annotated[
-    Path, typer.Option("--results-dir", help="results/{cohort}: {task}/{model}/fold{k}/ below")
-]
-Sheet = Annotated[Path, typer.Option("--sheet", help="canonical sample sheet (cohorts/{cohort}/samples.csv)")]
-Splits = Annotated[Path, typer.Option("--splits", help="split table (splits/{cohort}.csv)")]
-
-
-def _fail(err: Exception) -> None:
-    logging.getLogger("duopath").error("%s", err)
-    raise typer.Exit(code=1) from err
 
 
 def evaluate(
@@ -69,7 +57,7 @@ def evaluate(
         tables = load_cohort_tables(sheet, splits)
         ev = evaluate_cohort(results_dir, tables, model, task, n_boot=n_boot, seed=seed)
     except ValueError as err:
-        _fail(err)
+        fail(err)
     write_evaluation(ev, metrics_out, summary_out, comparisons_out)
     n_nan = int(ev.metrics["value"].isna().sum())
     log.info(
@@ -153,7 +141,7 @@ def report(
         )
         page = build_report(inputs)
     except ValueError as err:
-        _fail(err)
+        fail(err)
     with atomic_path(out) as tmp:  # UTF-8 whatever the locale (the page has ±, Δ, µ)
         tmp.write_text(page, encoding="utf-8")
     log.info("report of %d models -> %s (%.1f MB)", len(inputs.models), out, len(page) / 1e6)
@@ -161,7 +149,7 @@ def report(
 
 def heatmaps(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="results/{cohort}/{task}/{model}/fold{k}/"
-                                             "checkpoint.pt (teacher or student)")],
+                                             "checkpoint.safetensors (teacher or student)")],
     predictions: Annotated[Path, typer.Option("--predictions", help="the fold's predictions.parquet")],
     sheet: Sheet,
     features_dir: Annotated[Path, typer.Option("--features-dir", help="folder of the {slide}.zarr stores")],
@@ -182,22 +170,19 @@ def heatmaps(
                                    "1200 px, within 1-8 µm/px)")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | auto")] = "cpu",
-    threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for torch (0 = default)")] = 0,
+    threads: Threads = 0,
 ) -> None:
     """Heatmaps (teacher T/E attention or student ω/clusters) of a fold's chosen test patients."""
-    import torch
-
+    from duopath.devices import resolve_device, set_threads
     from duopath.report.fold_heatmaps import HeatmapError, write_fold_heatmaps
-    from duopath.training.trainer import resolve_device
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         write_fold_heatmaps(checkpoint, predictions, sheet, features_dir, out, rna=rna, n_patients=patients,
                             magnifications="all" if all_magnifications else (magnification or None),
                             thumb_mpp=thumb_mpp, device=str(resolve_device(device)))
     except (HeatmapError, ValueError, OSError, RuntimeError) as err:
-        _fail(err)
+        fail(err)
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:

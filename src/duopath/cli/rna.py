@@ -1,7 +1,6 @@
-"""``duopath rna``: the command the ``rna`` Snakemake rule runs.
+"""``duopath rna``: read RNA-seq, join it to the patients, normalise, build the T/E gene groups.
 
-Registered by the top-level CLI as ``app.command("rna")(rna)``. scanpy/anndata are imported
-only when the command runs, so ``duopath --help`` stays fast.
+scanpy/anndata are imported only when the command runs, so ``duopath --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from duopath.cli.options import fail
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,5 @@ def rna(
         cfg = settings_from_json(settings)
         build_rna(source, sheet, cfg, out, qc=qc, summary=summary)
     except RnaError as err:
-        log.error("%s", err)
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1) from None
+        typer.echo(f"error: {err}", err=True)  # also on stderr when logging is not configured
+        fail(err)

@@ -1,4 +1,11 @@
-"""Which GPU a job uses: SLURM's choice when it made one, else one free GPU claimed by a file lock.
+"""Which device a job uses -- one policy for every job kind (embed, train, heatmaps, predict).
+
+:func:`resolve_device` is what every command calls with its ``device`` setting; it claims a GPU
+through :func:`pick_device` below. :func:`gpu_resource` tells a Snakemake rule whether that
+setting will use a GPU, so the rule reserves one (``resources: gpu=...``) and concurrent jobs are
+counted against the GPUs there are.
+
+GPU choice: SLURM's when it made one, else one free GPU claimed by a file lock.
 
 Why this exists: Snakemake's ``--resources gpu=4`` only *counts* GPU jobs; it does not say which
 GPU each job should use, so without help four embedding jobs on a four-GPU workstation all land
@@ -231,3 +238,60 @@ def release_process_claim() -> None:
     if _PROCESS_CLAIM is not None:
         _PROCESS_CLAIM.release()
         _PROCESS_CLAIM = None
+
+
+def resolve_device(requested: str = "auto", **pick_kwargs: object):
+    """The ``torch.device`` for a ``device`` setting (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``).
+
+    The one entry point of every job kind: ``auto`` claims a free visible GPU when there is one
+    and falls back to the CPU otherwise (:func:`pick_device`; ``pick_kwargs`` are its test
+    hooks). A CUDA device is made the current one, so libraries that allocate on "the" GPU use
+    the claimed one.
+    """
+    import torch
+
+    device = torch.device(pick_device(requested, **pick_kwargs))  # type: ignore[arg-type]
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def visible_gpu_count(environ: Mapping[str, str] | None = None) -> int:
+    """GPUs this machine shows, without importing torch (cheap enough for Snakemake's parse).
+
+    NVIDIA's driver lists one folder per GPU under ``/proc/driver/nvidia/gpus``;
+    ``CUDA_VISIBLE_DEVICES`` narrows that to its entries (empty: none).
+    """
+    env = os.environ if environ is None else environ
+    root = Path("/proc/driver/nvidia/gpus")
+    present = len(list(root.iterdir())) if root.is_dir() else 0
+    given = env.get("CUDA_VISIBLE_DEVICES")
+    if given is None:
+        return present
+    return min(present, len([t for t in given.split(",") if t.strip()]))
+
+
+def gpu_resource(requested: str, environ: Mapping[str, str] | None = None) -> int:
+    """GPUs a job with device setting ``requested`` reserves (Snakemake ``resources: gpu``).
+
+    ``cuda`` / ``cuda:N``: 1. ``cpu``: 0. ``auto``: 1 when this machine shows a GPU (the job
+    will claim one, so the ``gpu`` resource must count it), else 0. Under SLURM the rule is
+    evaluated on the submit host, which may have no GPU: set ``device: cuda`` for GPU nodes.
+    """
+    match = _DEVICE.match(requested.strip().lower())
+    if match is None:
+        raise GpuError(f"device {requested!r}: use auto, cpu, cuda or cuda:N")
+    kind = match.group(1)
+    if kind == "cpu":
+        return 0
+    if kind == "cuda":
+        return 1
+    return 1 if visible_gpu_count(environ) > 0 else 0
+
+
+def set_threads(threads: int) -> None:
+    """Set torch's CPU threads when asked (``--threads``; 0 = torch's default)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)

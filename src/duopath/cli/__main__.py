@@ -1,0 +1,5 @@
+"""``python -m duopath.cli``: the ``duopath`` command without the installed entry point."""
+
+from duopath.cli import app
+
+app()

@@ -1,0 +1,101 @@
+"""``duopath train`` (teacher, an ablation or a baseline) and ``duopath train-student``: one model
+on one fold, as the rules call them. Both run ``duopath.training.run.run_fold``.
+Heavy imports happen inside the functions so ``duopath --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from duopath.cli import options as opt
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    sheet: opt.Sheet,
+    splits: opt.Splits,
+    features_dir: opt.FeaturesDir,
+    fold: opt.Fold,
+    settings: Annotated[str, typer.Option("--settings", help="JSON of the `teacher:` config section")],
+    out_dir: opt.OutDir,
+    rna: Annotated[
+        Path | None, typer.Option("--rna", help="RNA AnnData (rna/{cohort}.h5ad); omit for a cohort "
+                                  "without RNA (slide-only baselines)")
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="teacher, teacher_<ablation> or a baseline (abmil, ...)")
+    ] = "teacher",
+    baseline_settings: Annotated[
+        str | None, typer.Option("--baseline-settings", help="JSON of the `baselines:` config section")
+    ] = None,
+    task: opt.Task = "survival",
+    magnifications: Annotated[
+        str, typer.Option("--magnifications", help="tiled magnifications, coarse to fine (comma list)")
+    ] = "10x,20x",
+    seed: opt.Seed = 1337,
+    cohort: opt.Cohort = "",
+    threads: opt.Threads = 0,
+    progress: opt.Progress = True,
+) -> None:
+    """Train one model on one fold; write checkpoint, log, predictions and metrics."""
+    from duopath.config import BaselinesConfig, TeacherConfig
+    from duopath.devices import set_threads
+    from duopath.training.run import model_spec, run_fold_files
+
+    opt.check_task(task)
+    set_threads(threads)
+    cfg = TeacherConfig.model_validate_json(settings)
+    baselines = None
+    if baseline_settings is not None:
+        baselines = BaselinesConfig.model_validate_json(baseline_settings)
+    mags = [m.strip() for m in magnifications.split(",") if m.strip()]
+    try:
+        spec = model_spec(model, teacher=cfg, baselines=baselines, tiled_magnifications=mags)
+        metrics = run_fold_files(spec, sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
+                                 fold=fold, task=task, seed=seed, out_dir=out_dir, cohort=cohort,
+                                 progress=progress)
+    except ValueError as err:  # DataError, CheckpointError, GpuError, SampleSheetError are ValueErrors
+        opt.fail(err)
+    log.info("%s fold %d: test %s", model, fold, metrics["test"])
+
+
+def train_student(
+    sheet: opt.Sheet,
+    splits: opt.Splits,
+    rna: Annotated[Path, typer.Option("--rna", help="RNA AnnData: the teacher's inputs for the targets")],
+    features_dir: opt.FeaturesDir,
+    teacher: Annotated[Path, typer.Option("--teacher", help="the same fold's teacher checkpoint")],
+    fold: opt.Fold,
+    settings: Annotated[str, typer.Option("--settings", help="JSON of the `student:` config section")],
+    out_dir: opt.OutDir,
+    model: Annotated[str, typer.Option("--model", help="student | student_nokd")] = "student",
+    task: opt.Task = "survival",
+    seed: opt.Seed = 1337,
+    cohort: opt.Cohort = "",
+    threads: opt.Threads = 0,
+    progress: opt.Progress = True,
+) -> None:
+    """Train the histology-only student (with or without SKD) on one fold; write its outputs."""
+    from duopath.config import StudentConfig
+    from duopath.devices import set_threads
+    from duopath.training.run import model_spec, run_fold_files
+    from duopath.training.variants import STUDENT_MODELS
+
+    opt.check_task(task)
+    set_threads(threads)
+    if model not in STUDENT_MODELS:
+        raise typer.BadParameter(f"--model must be one of {STUDENT_MODELS}, got {model!r}")
+    cfg = StudentConfig.model_validate_json(settings)
+    try:
+        spec = model_spec(model, student=cfg, teacher_checkpoint=teacher)
+        metrics = run_fold_files(spec, sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
+                                 fold=fold, task=task, seed=seed, out_dir=out_dir, cohort=cohort,
+                                 progress=progress, teacher_checkpoint=teacher)
+    except ValueError as err:  # DataError, CheckpointError, GpuError are ValueErrors
+        opt.fail(err)
+    log.info("%s fold %d: test %s", model, fold, metrics["test"])

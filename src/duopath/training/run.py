@@ -1,0 +1,288 @@
+"""One fold of one model, end to end: the single runner of teacher, ablations, baselines and students.
+
+``model_spec`` says what a model name trains (its kind, settings, magnifications);
+``fold_data.load_inputs`` reads what every fold of a cohort shares; :func:`run_fold` trains one
+fold and writes its five outputs (:mod:`duopath.training.outputs`). A caller that trains several
+folds of one (cohort, task, model) loads the inputs once and calls :func:`run_fold` per fold, so
+the feature cache is filled once; :func:`run_fold_files` is the one-fold-per-process form the CLI
+(and so the rules) use.
+
+Students read the teacher checkpoint of the SAME fold and task: the fold's patients, survival
+bins / class names and task-loss settings are the teacher's, so the two students and the teacher
+are scored on exactly the same test patients (a patient the teacher could not see -- no RNA under
+``missing_rna: exclude`` -- is left out of both students too, logged, so the comparison stays
+paired). The checkpoint's gene lists are checked against the re-prepared fold, so a changed RNA
+file fails loudly instead of feeding the teacher shuffled genes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from duopath.checkpoints import load_model
+from duopath.config import BASELINE_MODELS, BaselinesConfig, StudentConfig, TeacherConfig
+from duopath.devices import resolve_device
+from duopath.layout import FoldPaths
+from duopath.models import build_model
+from duopath.training.architectures import STUDENT_ARCH, model_kwargs, student_kwargs
+from duopath.training.data import BagStore, DataError
+from duopath.training.fold_data import CohortInputs, FoldData, load_inputs, prepare_fold
+from duopath.training.loop import FoldResult, fit_epochs, fold_seeds
+from duopath.training.objectives import TeacherTargets, student_step, teacher_step
+from duopath.training.outputs import (
+    common_meta,
+    gene_meta,
+    risk_threshold,
+    sha256,
+    tile_settings,
+    time_bins,
+    write_fold_outputs,
+)
+from duopath.training.variants import (
+    STUDENT_MODELS,
+    baseline_kwargs,
+    model_kind,
+    registry_name,
+    variant_config,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a trained model name means: its kind, settings and magnifications (coarse to fine).
+
+    ``teacher``: the resolved teacher settings (``variants.variant_config``) of a teacher,
+    ablation or baseline -- their protocol and task loss; ``arch``: a baseline's architecture;
+    ``student``: a student's settings (its task loss is its fold teacher's, from the checkpoint).
+    """
+
+    model: str
+    kind: str
+    magnifications: tuple[str, ...]
+    teacher: TeacherConfig | None = None
+    arch: dict | None = None
+    student: StudentConfig | None = None
+
+    @property
+    def settings(self) -> TeacherConfig | StudentConfig:
+        out = self.student if self.kind == "student" else self.teacher
+        assert out is not None
+        return out
+
+    @property
+    def needs_rna(self) -> bool:
+        """Teachers, students (their teacher's targets) and RNA baselines need the RNA file."""
+        return self.kind != "baseline" or BASELINE_MODELS[self.model] != "wsi"
+
+
+def model_spec(
+    model: str,
+    *,
+    teacher: TeacherConfig | None = None,
+    baselines: BaselinesConfig | None = None,
+    student: StudentConfig | None = None,
+    tiled_magnifications: Sequence[str] = (),
+    teacher_checkpoint: Path | str | None = None,
+) -> ModelSpec:
+    """The spec of ``model``: ``teacher`` settings for teachers, ablations and baselines (plus
+    ``baselines``), ``student`` settings and any fold's ``teacher_checkpoint`` for students."""
+    kind = model_kind(model)
+    if kind == "student":
+        if student is None or teacher_checkpoint is None:
+            raise ValueError(f"{model} needs the student settings and a teacher checkpoint")
+        _, meta = load_model(teacher_checkpoint, ("teacher",))
+        return ModelSpec(model, kind, tuple(meta["magnifications"]), student=student)
+    if teacher is None:
+        raise ValueError(f"{model} needs the teacher settings")
+    variant = variant_config(teacher, model, list(tiled_magnifications))
+    arch = baseline_kwargs(baselines or BaselinesConfig(), teacher) if kind == "baseline" else None
+    return ModelSpec(model, kind, tuple(variant.magnifications or ()), teacher=variant, arch=arch)
+
+
+@dataclass
+class FoldTeacher:
+    """A student's frozen fold teacher: the model, its checkpoint metadata and file hash."""
+
+    model: nn.Module
+    meta: dict
+    path: Path
+    sha256: str
+
+    @property
+    def settings(self) -> TeacherConfig:
+        return TeacherConfig.model_validate(self.meta["settings"])
+
+
+def load_fold_teacher(path: Path | str, inputs: CohortInputs, fold: int, task: str) -> FoldTeacher:
+    """Load the teacher a student of ``fold``/``task`` distils from, refusing a mismatched one."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"teacher checkpoint {path} does not exist")
+    digest = sha256(path)
+    model, meta = load_model(path, ("teacher",))
+    if int(meta["fold"]) != int(fold) or meta["task"] != task:
+        raise DataError(f"{path}: teacher of fold {meta['fold']} / {meta['task']}, "
+                        f"the student needs fold {fold} / {task}")
+    store = inputs.store
+    if (store.encoder, store.weights_id) != (meta["encoder"], meta["weights_id"]):
+        raise DataError(f"features under {store.features_dir} are {store.encoder}/{store.weights_id}, the "
+                        f"teacher was trained on {meta['encoder']}/{meta['weights_id']}")
+    return FoldTeacher(model, meta, path, digest)
+
+
+def check_teacher_fold(teacher: FoldTeacher, data: FoldData) -> None:
+    """The fold re-prepared for a student must be the one its teacher saw (genes, bins, classes)."""
+    meta = teacher.meta
+    if (data.genes.genes_T, data.genes.genes_E) != (meta["genes_T"], meta["genes_E"]):
+        raise DataError(f"{teacher.path}: its gene lists differ from those prepared from the RNA "
+                        "file (RNA changed since the teacher was trained?)")
+    if time_bins(data) != meta["time_bins"] or data.class_names != meta["class_names"]:
+        raise DataError(f"{teacher.path}: time bins / class names differ from the fold's")
+
+
+def train_fold(
+    spec: ModelSpec,
+    data: FoldData,
+    store: BagStore,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    teacher: nn.Module | None = None,
+    teacher_cfg: TeacherConfig | None = None,
+    teacher_dim: int | None = None,
+) -> FoldResult:
+    """Train on ``train``, select on ``val``, predict ``test`` once (``loop.fit_epochs``).
+
+    Students: ``teacher_cfg`` (the fold teacher's settings) supplies the task loss and
+    ``teacher_dim`` the embedding width; ``teacher`` None trains without KD.
+    """
+    device = torch.device(device)
+    mags = list(spec.magnifications)
+    if [m for m in mags if m not in store.magnifications]:
+        raise DataError(f"the bag store holds {store.magnifications}, the model needs {mags}")
+    torch_seed, seq = fold_seeds(seed, data.fold)
+    torch.manual_seed(torch_seed)
+    if spec.kind == "student":
+        cfg = spec.student
+        assert cfg is not None and teacher_cfg is not None and teacher_dim is not None
+        kwargs = student_kwargs(cfg, data, store.feature_dim, mags, teacher_dim)
+        model = build_model(STUDENT_ARCH, kwargs).to(device)
+        targets = None
+        if teacher is not None:
+            teacher.to(device).eval().requires_grad_(False)
+            targets = TeacherTargets(teacher, mags, cache=cfg.max_tiles_train is None)
+        step = student_step(model, data, cfg, teacher_cfg, mags, targets)
+        loss_cfg, desc, genes = teacher_cfg, f"student fold {data.fold}", False
+    else:
+        cfg = spec.teacher
+        assert cfg is not None
+        kwargs = model_kwargs(cfg, data, store.feature_dim, model=spec.model, arch=spec.arch)
+        model = build_model(registry_name(spec.model), kwargs).to(device)
+        step = teacher_step(model, data, cfg, mags)
+        loss_cfg, desc, genes = cfg, f"fold {data.fold}", True
+    return fit_epochs(model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq,
+                      step=step, genes=genes, loss_cfg=loss_cfg, kwargs=kwargs, desc=desc,
+                      progress=progress, device=device)
+
+
+def run_fold(
+    spec: ModelSpec,
+    inputs: CohortInputs,
+    fold: int,
+    *,
+    task: str,
+    seed: int,
+    out_dir: Path | str,
+    cohort: str = "",
+    progress: bool = True,
+    teacher_checkpoint: Path | str | None = None,
+) -> dict:
+    """Train ``spec``'s model on ``fold`` and write its five outputs; returns the metrics dict.
+
+    ``teacher_checkpoint``: the same fold's teacher (students only).
+    """
+    if spec.needs_rna and inputs.adata is None:
+        raise DataError(f"{spec.model} needs RNA (--rna): only slide-only baselines run without it")
+    teacher = None
+    if spec.kind == "student":
+        if teacher_checkpoint is None:
+            raise ValueError(f"{spec.model} needs the fold's teacher checkpoint")
+        teacher = load_fold_teacher(teacher_checkpoint, inputs, fold, task)
+        if tuple(teacher.meta["magnifications"]) != spec.magnifications:
+            raise DataError(f"{teacher.path}: magnifications {teacher.meta['magnifications']} differ "
+                            f"from the student's {list(spec.magnifications)}")
+    protocol = teacher.settings if teacher is not None else spec.teacher
+    assert protocol is not None
+    data = prepare_fold(inputs.sheet, inputs.splits, fold, inputs.store, inputs.adata, task=task,
+                        cfg=protocol)
+    if teacher is not None:
+        check_teacher_fold(teacher, data)
+    device = resolve_device(spec.settings.device)
+    log.info("%s fold %d on %s: %s", spec.model, fold, device, spec.settings.model_dump_json())
+    if teacher is None:
+        result = train_fold(spec, data, inputs.store, seed=seed, device=device, progress=progress)
+    else:
+        log.info("teacher %s (sha256 %s)", teacher.path, teacher.sha256[:12])
+        result = train_fold(spec, data, inputs.store, seed=seed, device=device, progress=progress,
+                            teacher=teacher.model if spec.model == "student" else None,
+                            teacher_cfg=protocol, teacher_dim=int(teacher.meta["model_kwargs"]["dim"]))
+    return _write(spec, result, data, inputs.store, FoldPaths(Path(out_dir)), cohort=cohort, seed=seed,
+                  teacher=teacher)
+
+
+def _write(spec: ModelSpec, result: FoldResult, data: FoldData, store: BagStore, paths: FoldPaths, *,
+           cohort: str, seed: int, teacher: FoldTeacher | None) -> dict:
+    mags = list(spec.magnifications)
+    settings = spec.settings.model_dump(mode="json")
+    if teacher is None:
+        assert spec.teacher is not None
+        meta = {**common_meta(result, data, store, model_name=registry_name(spec.model), variant=spec.model,
+                              mags=mags, settings=settings, seed=seed),
+                **gene_meta(data, spec.teacher.missing_rna)}
+        extra = {"rna_imputed": data.genes.imputed}
+    else:
+        threshold = risk_threshold(result.inner_predictions)
+        meta = {**common_meta(result, data, store, model_name=STUDENT_ARCH, variant=spec.model, mags=mags,
+                              settings=settings, seed=seed),
+                "risk_threshold": threshold, "tiling": tile_settings(store, mags),
+                "teacher": {"checkpoint": str(teacher.path), "sha256": teacher.sha256,
+                            "distilled": spec.model == "student"}}
+        extra = {"risk_threshold": threshold, "teacher_sha256": teacher.sha256}
+    return write_fold_outputs(paths, result, data, store, kind=spec.kind, meta=meta, cohort=cohort,
+                              model=spec.model, seed=seed, selection=spec.settings.optim.select_on,
+                              extra_metrics=extra)
+
+
+def run_fold_files(
+    spec: ModelSpec,
+    *,
+    sheet: Path | str,
+    splits: Path | str,
+    rna: Path | str | None,
+    features_dir: Path | str,
+    fold: int,
+    task: str,
+    seed: int,
+    out_dir: Path | str,
+    cohort: str = "",
+    progress: bool = True,
+    teacher_checkpoint: Path | str | None = None,
+) -> dict:
+    """Read the cohort's files and run one fold (what ``duopath train`` / ``train-student`` do)."""
+    if spec.kind == "student" and spec.model not in STUDENT_MODELS:
+        raise ValueError(f"model must be one of {STUDENT_MODELS}, got {spec.model!r}")
+    if rna is None and spec.needs_rna:
+        raise DataError(f"{spec.model} needs RNA (--rna): only slide-only baselines run without it")
+    inputs = load_inputs(sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
+                         magnifications=spec.magnifications, cache_bytes=spec.settings.feature_cache_gb * 1e9)
+    return run_fold(spec, inputs, fold, task=task, seed=seed, out_dir=out_dir, cohort=cohort,
+                    progress=progress, teacher_checkpoint=teacher_checkpoint)
