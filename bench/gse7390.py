@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
+from duopath.training.predict_fold import run_fold
 
 from duopath.config import BaselinesConfig, RnaConfig, TeacherConfig
 from duopath.demo.gse7390 import write_gse7390
@@ -44,7 +45,6 @@ from duopath.evaluation.survival import integrated_brier_score, time_grid
 from duopath.io import write_json
 from duopath.models.coxnet import fit_coxnet, rna_features
 from duopath.rna.build import build_rna
-from duopath.training.predict_fold import run_fold
 from duopath.training.splits import make_splits
 
 REPO = Path(__file__).resolve().parents[1]
