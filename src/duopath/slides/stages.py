@@ -23,9 +23,10 @@ from PIL import Image, ImageDraw
 import duopath
 from duopath.config import SegmentationConfig, TilingConfig
 from duopath.io import write_image, write_json, write_table
+from duopath.slides.qc import mask_picture, qc_target_mpp, resample, tiles_picture
 from duopath.slides.reader import Slide, SlideError, open_slide
 from duopath.slides.tiling import build_grids, empty_tiles
-from duopath.slides.tissue import overlay, segment
+from duopath.slides.tissue import segment
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def segment_slide(
     mpp_override: float | None = None,
     on_error: OnError = "skip",
 ) -> dict:
-    """Segment one slide; write the mask PNG, its JSON metadata and a QC overlay."""
+    """Segment one slide; write the mask PNG, its JSON metadata and a QC picture (``slides.qc``)."""
     t0 = time.perf_counter()
     meta: dict = {
         "slide_id": slide_id,
@@ -54,7 +55,15 @@ def segment_slide(
     try:
         with open_slide(slide_path, mpp_override) as slide:
             _check_size(slide, cfg)
-            thumb, mask_mpp = slide.thumbnail(cfg.mpp)
+            # the QC picture wants ~1,000 px: finer than the mask's thumbnail on small slides
+            # only, which are then read once, at the QC's scale, and downsampled for the mask
+            qc_mpp = qc_target_mpp(slide.dimensions, slide.mpp)
+            if qc_mpp < cfg.mpp:
+                qc_rgb, qc_mpp = slide.thumbnail(qc_mpp)
+                thumb, mask_mpp = resample(qc_rgb, slide.dimensions, slide.mpp, cfg.mpp)
+            else:
+                thumb, mask_mpp = slide.thumbnail(cfg.mpp)
+                qc_rgb, qc_mpp = thumb, mask_mpp
             meta.update(slide_mpp=slide.mpp, mpp_source=slide.mpp_source,
                         slide_dims=list(slide.dimensions), level_count=len(slide.level_downsamples))
         tissue = segment(thumb, mask_mpp, cfg)
@@ -80,10 +89,11 @@ def segment_slide(
         tissue_area_mm2=tissue.area_mm2,
         tissue_fraction=tissue.fraction,
         threshold=tissue.threshold,
-        seconds=time.perf_counter() - t0,
     )
+    picture, geometry = mask_picture(qc_rgb, qc_mpp, tissue.mask, tissue.excluded, meta)
+    meta.update(geometry, seconds=time.perf_counter() - t0)
     write_image(mask_png, Image.fromarray((tissue.mask * 255).astype(np.uint8)))
-    write_image(qc_image, Image.fromarray(overlay(thumb, tissue.mask)))
+    write_image(qc_image, picture)
     write_json(mask_json, meta)
     log.info("%s: %.2f mm² tissue at %.1f µm/px in %.2f s", slide_id, tissue.area_mm2, mask_mpp,
              meta["seconds"])
@@ -129,28 +139,19 @@ def tile_slide(
         t0 = time.perf_counter()
         tiles = build_grids(mask, meta["mask_mpp"], tuple(meta["slide_dims"]), meta["slide_mpp"], cfg)
         counts = tiles.groupby("magnification", sort=False).size().to_dict()
-        log.info("%s: tiles %s in %.3f s", meta["slide_id"], counts, time.perf_counter() - t0)
+        partial = tiles.groupby("magnification", sort=False)["partial"].sum().to_dict()
+        cov = {m: f"{c:.1%}" for m, c in tiles.attrs.get("coverage", {}).items()}
+        log.info("%s: tiles %s (partial parents %s), tissue coverage %s in %.3f s", meta["slide_id"],
+                 counts, partial, cov, time.perf_counter() - t0)
         if tiles.empty:
             log.warning("%s: no tile reaches min_tissue_fraction %.2f", meta["slide_id"],
                         cfg.min_tissue_fraction)
     write_table(tiles_out, tiles)
     if qc_out is not None:
         base = Image.open(qc_in).convert("RGB") if qc_in is not None else Image.new("RGB", (1, 1))
-        write_image(qc_out, _draw_tiles(base, tiles, meta))
+        ok = not tiles.empty and meta.get("status") == "ok"
+        write_image(qc_out, tiles_picture(base, tiles, meta, cfg.min_tissue_fraction) if ok else base)
     return tiles
-
-
-def _draw_tiles(base: Image.Image, tiles: pd.DataFrame, meta: dict) -> Image.Image:
-    """Outline the coarsest-grid tiles on the mask overlay (scale: level-0 px → QC px)."""
-    if tiles.empty or meta.get("status") != "ok":
-        return base
-    img = base.copy()
-    draw = ImageDraw.Draw(img)
-    s = meta["slide_mpp"] / meta["mask_mpp"]
-    coarse = tiles[tiles["magnification"] == tiles["magnification"].iloc[0]]
-    for x, y, size0 in coarse[["x", "y", "size0"]].itertuples(index=False):
-        draw.rectangle([x * s, y * s, (x + size0) * s, (y + size0) * s], outline=(20, 20, 160))
-    return img
 
 
 def _failed_picture(message: str) -> Image.Image:

@@ -4,6 +4,9 @@ This table is where a skipped slide (``on_slide_error: skip``) becomes visible t
 instead of silently missing from training. A slide fails in ``segment`` (unreadable, no mpp, no
 tissue: its mask JSON says so) or in ``embed`` (pixel data damaged at full resolution: its
 feature store says so); the ``stage`` column says which, ``error`` says why.
+``coverage_{mag}`` is the share of the slide's tissue area under its tiles of that magnification
+(from the tile table's metadata, see ``slides.tiling``); ``partial_{mag}`` counts tiles kept only
+as parents of finer tiles.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def summarise(
     rows = []
     for meta_path, tiles_path, store in zip(mask_jsons, tile_tables, stores, strict=True):
         meta = json.loads(Path(meta_path).read_text())
-        tiles = pd.read_parquet(tiles_path, columns=["magnification"])
+        tiles = pd.read_parquet(tiles_path)  # attrs (coverage) come with the file
         counts = tiles.groupby("magnification", sort=False).size().to_dict()
         status = meta["status"] if meta["status"] != "ok" or len(tiles) else "no_tiles"
         stage = meta.get("stage", "segment") if meta["status"] != "ok" else ""
@@ -45,6 +48,8 @@ def summarise(
         if embedded.get("status") == "failed":
             status, stage = "failed", embedded.get("stage", "embed")
             error = embedded.get("error") or ""
+        partial = (tiles.groupby("magnification", sort=False)["partial"].sum().to_dict()
+                   if "partial" in tiles else {})
         row = {
             "slide_id": meta["slide_id"],
             "status": status,
@@ -55,9 +60,12 @@ def summarise(
             "tissue_area_mm2": meta.get("tissue_area_mm2"),
         }
         row.update({f"tiles_{mag}": int(n) for mag, n in counts.items()})
+        row.update({f"partial_{mag}": int(n) for mag, n in partial.items()})
+        row.update({f"coverage_{mag}": round(float(c), 4)
+                    for mag, c in tiles.attrs.get("coverage", {}).items()})
         rows.append(row)
     table = pd.DataFrame(rows)
-    tile_cols = [c for c in table.columns if c.startswith("tiles_")]
+    tile_cols = [c for c in table.columns if c.startswith(("tiles_", "partial_"))]
     table[tile_cols] = table[tile_cols].fillna(0).astype(int)
     bad = table[table["status"] != "ok"]
     for r in bad.itertuples():

@@ -32,12 +32,17 @@ OTSU_SAT_BOUNDS = (0.04, 0.15)
 
 @dataclass(frozen=True)
 class TissueMask:
-    """A boolean tissue mask at ``mpp`` µm/px covering the whole slide."""
+    """A boolean tissue mask at ``mpp`` µm/px covering the whole slide.
+
+    ``excluded``: pixels the method removed as marker ink or black before the morphology (same
+    shape as ``mask``), so the QC picture can show them; None for a method without that step.
+    """
 
     mask: np.ndarray
     mpp: float
     threshold: float | None
     method: str
+    excluded: np.ndarray | None = None
 
     @property
     def area_mm2(self) -> float:
@@ -116,8 +121,9 @@ def saturation_otsu_mask(rgb: np.ndarray, mpp: float, cfg: SegmentationConfig) -
     thr = otsu_threshold(candidates) if candidates.size else OTSU_SAT_BOUNDS[1]
     thr = float(np.clip(thr, *OTSU_SAT_BOUNDS))
     pen = (h >= PEN_HUE[0]) & (h <= PEN_HUE[1]) & (s > PEN_MIN_SATURATION)
-    mask = (s_smooth > thr) & (v > BLACK_MAX_VALUE) & ~pen
-    return TissueMask(_morphology(mask, mpp, cfg), mpp, thr, "saturation_otsu")
+    black = v <= BLACK_MAX_VALUE
+    mask = (s_smooth > thr) & ~black & ~pen
+    return TissueMask(_morphology(mask, mpp, cfg), mpp, thr, "saturation_otsu", excluded=pen | black)
 
 
 def _morphology(mask: np.ndarray, mpp: float, cfg: SegmentationConfig) -> np.ndarray:
@@ -151,13 +157,3 @@ def segment(rgb: np.ndarray, mpp: float, cfg: SegmentationConfig) -> TissueMask:
     if cfg.method == "saturation_otsu":
         return saturation_otsu_mask(rgb, mpp, cfg)
     return tiatoolbox_mask(rgb, mpp, cfg)
-
-
-def overlay(rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.ndarray:
-    """QC picture: tissue tinted green, its outline drawn dark green, background left as is."""
-    out = rgb.astype(np.float32)
-    tint = np.array([40, 200, 60], np.float32)
-    out[mask] = (1 - alpha) * out[mask] + alpha * tint
-    edge = mask & ~ndimage.binary_erosion(mask, iterations=1)
-    out[edge] = (0, 110, 0)
-    return out.clip(0, 255).astype(np.uint8)
