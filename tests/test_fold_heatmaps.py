@@ -2,8 +2,9 @@
 feature 0 set and whose E attention to the one with feature 1 set, over the real CMU slide as
 thumbnail; a tiny student; feature stores in the extractor's layout.
 
-What must hold: T and E PNGs (student: ω and clusters) of the thumbnail's size, one per patient
-and slide at the finest magnification; the planted tiles get the top colour of the T / E map at
+What must hold: one figure per patient and slide at the finest magnification with the T and E
+maps (student: ω and clusters) side by side at the thumbnail's size, colour bars / legend and a
+title saying why the patient was chosen; the planted tiles get the top colour of the T / E map at
 their place on the thumbnail and a low tile does not; the index lists every image; a missing slide
 file is skipped with a warning naming it; patients are chosen highest / lowest risk in turn; the
 RNA is scaled with the checkpoint's scaler, never refit; the CLI writes the same."""
@@ -125,8 +126,16 @@ def tiny_student(path: Path) -> Path:
 
 
 def run(cohort: dict, ckpt: Path, out: Path, **kw: object) -> dict:
+    kw.setdefault("clip_to_tissue", False)  # the synthetic tiles lie partly on the CMU slide's glass
     return write_fold_heatmaps(ckpt, cohort["pred"], cohort["sheet"], cohort["features"], out,
                                rna=cohort["rna"], thumb_mpp=THUMB_MPP, **kw)
+
+
+def panel(out: Path, index: dict, file: str, name: str) -> np.ndarray:
+    """The slide picture of panel ``name`` cut out of figure ``file`` (its box from the index)."""
+    entry = next(i for i in index["images"] if i["file"] == file)
+    left, top, w, h = entry["panel_boxes"][name]
+    return np.asarray(Image.open(out / file).convert("RGB"))[top : top + h, left : left + w]
 
 
 def pixel(img: np.ndarray, xy0: np.ndarray, size0: float, scale: float) -> np.ndarray:
@@ -146,17 +155,19 @@ def test_teacher_maps_planted_tiles_index_and_missing_slides(cohort: dict, tmp_p
     assert "P1-b" in caplog.text and "P2-a" in caplog.text
     assert {s["slide_id"] for s in index["skipped"]} == {"P1-b", "P2-a"}
     files = sorted(p.name for p in out.glob("*.png"))
-    assert files == sorted(f"{s}_20x_{m}.png" for s in ("P0_P0-a", "P1_P1-a", "P3_P3-a", "P3_P3-b")
-                           for m in ("T", "E"))
+    assert files == sorted(f"{s}_20x.png" for s in ("P0_P0-a", "P1_P1-a", "P3_P3-a", "P3_P3-b"))
     saved = json.loads((out / "heatmaps.json").read_text())
     assert saved == index and sorted(i["file"] for i in saved["images"]) == files
-    assert {(i["patient_id"], i["map"], i["magnification"]) for i in saved["images"]} >= {("P0", "T", "20x")}
-    assert next(i for i in saved["images"] if i["patient_id"] == "P0")["risk"] == 3.0
+    first = next(i for i in saved["images"] if i["patient_id"] == "P0")
+    assert first["risk"] == 3.0 and first["maps"] == ["T", "E"] and first["magnification"] == "20x"
+    # a figure: T and E side by side, each with a colour bar, a title with the why and the gate
+    assert first["colorbars"] == ["T", "E"]
+    assert "highest predicted risk #1" in first["title"] and "predicted risk 3" in first["title"]
+    assert "gate weight of 20x" in first["title"]
     assert not list(tmp_path.glob(".heatmaps.tmp-*"))
 
     thumb, s_mpp, t_mpp = read_thumbnail(SLIDE, 0.5, THUMB_MPP)
-    t_img = np.asarray(Image.open(out / "P0_P0-a_20x_T.png"))
-    e_img = np.asarray(Image.open(out / "P0_P0-a_20x_E.png"))
+    t_img, e_img = (panel(out, index, "P0_P0-a_20x.png", m) for m in ("T", "E"))
     assert t_img.shape == e_img.shape == thumb.shape
     xy = (grid(3, 3, origin=(448, 448))[:, None, :] + np.array([[0, 0], [0, 224], [224, 0], [224, 224]])
           ).reshape(-1, 2)
@@ -165,8 +176,8 @@ def test_teacher_maps_planted_tiles_index_and_missing_slides(cohort: dict, tmp_p
     def at(img: np.ndarray, row: int) -> np.ndarray:  # the colour at the centre of 20x tile `row`
         return pixel(img, xy[row], SIZE0["20x"], scale)
 
-    def expected(row: int, rank: float) -> np.ndarray:  # alpha 0.5 over the thumbnail
-        return 0.5 * at(thumb, row) + 0.5 * np.asarray(colormaps["turbo"](rank)[:3]) * 255
+    def expected(row: int, rank: float) -> np.ndarray:  # alpha 0.6 over the thumbnail
+        return 0.4 * at(thumb, row) + 0.6 * np.asarray(colormaps["viridis"](rank)[:3]) * 255
 
     # T: its planted tile top, E's planted tile (negative T logit) bottom, the 34 others tie mid-rank
     for img, hot, cold in ((t_img, PLANT_T, PLANT_E), (e_img, PLANT_E, PLANT_T)):
@@ -174,7 +185,7 @@ def test_teacher_maps_planted_tiles_index_and_missing_slides(cohort: dict, tmp_p
             np.testing.assert_allclose(at(img, row), expected(row, rank), atol=1.5)
         assert np.abs(at(img, LOW) - expected(LOW, 1.0)).max() > 40
     # P3: ranks over the patient's bag, each slide painted with its own rows of it
-    a, b = (np.asarray(Image.open(out / f"P3_P3-{k}_20x_T.png")) for k in "ab")
+    a, b = (panel(out, index, f"P3_P3-{k}_20x.png", "T") for k in "ab")
     np.testing.assert_allclose(at(b, PLANT_T), expected(PLANT_T, 1.0), atol=1.5)
     np.testing.assert_allclose(at(a, PLANT_T), expected(PLANT_T, 35 / 71), atol=1.5)
 
@@ -191,10 +202,13 @@ def test_student_branch_all_magnifications_and_cli(cohort: dict, tmp_path: Path)
     ckpt = tiny_student(tmp_path / FOLD_FILES["checkpoint"])
     index = run(cohort, ckpt, tmp_path / "h", n_patients=1, magnifications="all")
     assert index["kind"] == "student" and [p["patient_id"] for p in index["patients"]] == ["P0"]
-    assert sorted(p.name for p in (tmp_path / "h").glob("*.png")) == [
-        f"P0_P0-a_{m}_{k}.png" for m in MAGS for k in ("clusters", "omega")]
-    size = Image.open(tmp_path / "h" / "P0_P0-a_20x_omega.png").size
-    assert size == Image.fromarray(read_thumbnail(SLIDE, 0.5, THUMB_MPP)[0]).size
+    assert sorted(p.name for p in (tmp_path / "h").glob("*.png")) == [f"P0_P0-a_{m}.png" for m in MAGS]
+    fig = index["images"][-1]
+    assert fig["maps"] == ["omega", "clusters"] and fig["colorbars"] == ["omega"]
+    assert fig["legends"] == ["clusters"]
+    thumb = read_thumbnail(SLIDE, 0.5, THUMB_MPP)[0]
+    assert fig["slide_size"] == [thumb.shape[1], thumb.shape[0]]
+    assert Image.open(tmp_path / "h" / fig["file"]).width > 2 * thumb.shape[1]  # side by side
 
     from duopath.cli import app
 
@@ -204,8 +218,7 @@ def test_student_branch_all_magnifications_and_cli(cohort: dict, tmp_path: Path)
                                    str(cohort["features"]), "--out", str(out), "--patients", "2",
                                    "--thumb-mpp", "8"])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.glob("*.png")) == [
-        f"{s}_20x_{k}.png" for s in ("P0_P0-a", "P1_P1-a") for k in ("clusters", "omega")]
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{s}_20x.png" for s in ("P0_P0-a", "P1_P1-a")]
     bad = CliRunner().invoke(app, ["heatmaps", "--checkpoint", str(cohort["pred"]), "--predictions",
                                    str(cohort["pred"]), "--sheet", str(cohort["sheet"]), "--features-dir",
                                    str(cohort["features"]), "--out", str(tmp_path / "bad")])

@@ -1,11 +1,13 @@
 """Tile heatmaps of a few TEST patients of one fold, for the report (``layout.HEATMAPS_DIR``).
 
-What a pathologist looks at first: where on the slide the model looked. For the teacher, the
-gene-token → tile attention of each subspace (``{patient}_{slide}_{mag}_T.png`` and ``_E.png``,
-averaged over the Q gene tokens and the heads); for the student, its token importance ω
-(``_omega.png``) and its DPC-KNN prototype clusters (``_clusters.png``). Attention and ω are
-rank-scaled over the patient's whole bag (``report.heatmaps.rank_scale``), so a patient's slides
-share one colour scale; every map uses the tile→thumbnail mapping of ``heatmap_overlay``.
+What a pathologist looks at first: where on the slide the model looked. One figure per patient,
+slide and magnification (``{patient}_{slide}_{mag}.png``, ``report.heatmap_figure``): for the
+teacher, the gene-token → tile attention of the T and E subspaces side by side (averaged over the
+Q gene tokens and the heads); for the student, its token importance ω and its DPC-KNN prototype
+clusters. Attention and ω are rank-scaled over the patient's whole bag
+(``report.heatmaps.rank_scale``), so a patient's slides share one colour scale; every map uses
+the tile→thumbnail mapping of ``heatmap_overlay`` and colours tissue only. The title states the
+model, the magnification and its gate weight, the prediction and why the patient was chosen.
 
 How it reproduces the fold's test predictions: the model is rebuilt from its checkpoint
 (teacher or student, told apart by its ``kind``) and run on each chosen patient's FULL bag
@@ -24,14 +26,15 @@ Only the finest magnification is painted by default: the coarse map is the same 
 quarter of the resolution, and would double the images the report shows.
 
 Outputs, written as one directory atomically (a killed job leaves no partial directory): the PNGs
-and ``heatmaps.json`` (patients chosen and why, their prediction, one entry per image, skipped slides).
+and ``heatmaps.json`` (patients chosen and why, their prediction and gate weights, one entry per
+figure with its title, panels and sizes, skipped slides).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -110,8 +113,9 @@ def _prediction_fields(row: pd.Series, task: str) -> dict:
 
 @torch.no_grad()
 def _patient_maps(model: torch.nn.Module, kind: str, ckpt: dict, bag, genes: tuple | None,
-                  paint: Sequence[str], device: str) -> dict[str, dict]:
-    """The model on the patient's full bag → per painted magnification, name → ``TileMap`` (whole bag)."""
+                  paint: Sequence[str], device: str) -> tuple[dict[str, dict], dict[str, float]]:
+    """The model on the patient's full bag → (per painted magnification, name → ``TileMap`` over the
+    whole bag; the gate weight of every magnification)."""
     from duopath.report.heatmaps import attention_maps, student_maps
     from duopath.training.batch import Sample, collate
 
@@ -122,12 +126,32 @@ def _patient_maps(model: torch.nn.Module, kind: str, ckpt: dict, bag, genes: tup
     if kind == "teacher":
         out = model(batch.feats, batch.mask, batch.coords, batch.genes_T, batch.genes_E)
         # [Q, N] per subspace: the mean over the gene tokens (each row sums to 1 over the tiles)
-        return {m: attention_maps({s: out.attention[m][s][0].float().mean(0).cpu().numpy()
+        maps = {m: attention_maps({s: out.attention[m][s][0].float().mean(0).cpu().numpy()
                                    for s in ("T", "E")}) for m in paint}
-    out = model(batch.feats, batch.mask, batch.coords)
-    k = int(ckpt["model_kwargs"]["n_prototypes"])
-    return {m: student_maps(out.tile_weights[m][0].float().cpu().numpy(), out.clusters[m][0].cpu().numpy(), k)
-            for m in paint}
+    else:
+        out = model(batch.feats, batch.mask, batch.coords)
+        k = int(ckpt["model_kwargs"]["n_prototypes"])
+        maps = {m: student_maps(out.tile_weights[m][0].float().cpu().numpy(),
+                                out.clusters[m][0].cpu().numpy(), k) for m in paint}
+    gates = {m: float(out.gate_weights[0, j]) for j, m in enumerate(mags)}
+    return maps, gates
+
+
+def prediction_text(info: Mapping, task: str) -> str:
+    """'predicted risk 0.83' / 'predicted class X (p = 0.91)' for a figure title."""
+    if task == "survival":
+        return f"predicted risk {info['risk']:.3g} (higher = shorter predicted survival)"
+    return f"predicted class {info['pred_label']} (p = {info['probability']:.2f})"
+
+
+def reason_text(reason: str, task: str) -> str:
+    """Why the patient was chosen, in words (``choose_patients`` reasons are terse)."""
+    pool = "among this fold's test patients"
+    if task == "survival":
+        return f"chosen as the {reason.replace(' #', ' predicted risk #')} {pool}".replace(
+            "highest risk predicted risk", "highest predicted risk").replace(
+            "lowest risk predicted risk", "lowest predicted risk")
+    return f"chosen as the {reason} {pool}"
 
 
 def write_fold_heatmaps(
@@ -142,16 +166,19 @@ def write_fold_heatmaps(
     magnifications: Sequence[str] | Literal["all"] | None = None,
     thumb_mpp: float | None = None,
     device: str = "cpu",
+    clip_to_tissue: bool = True,
 ) -> dict:
     """Paint the maps of up to ``n_patients`` test patients of one fold into ``out_dir``.
 
     ``magnifications``: the ones to paint (default: the finest of the checkpoint's; ``"all"``: every
     one). ``rna``: the
-    cohort's h5ad, needed for a teacher only. Returns the ``heatmaps.json`` index.
+    cohort's h5ad, needed for a teacher only. ``clip_to_tissue``: colour only tissue pixels
+    (``heatmaps.tissue_of``; False paints whole tiles). Returns the ``heatmaps.json`` index.
     """
     from duopath.checkpoints import CheckpointError, load_model
     from duopath.io import json_ready
-    from duopath.report.heatmaps import paint_maps, read_thumbnail
+    from duopath.report.heatmap_figure import gate_text, heatmap_figure
+    from duopath.report.heatmaps import read_thumbnail, tissue_of
     from duopath.slides.reader import SlideError
     from duopath.training.data import BagStore, DataError, open_zarr_group
 
@@ -217,7 +244,8 @@ def write_fold_heatmaps(
             row = pred.loc[pred["patient_id"] == pid].iloc[0]
             info = {"patient_id": pid, "reason": why, **_prediction_fields(row, task)}
             index["patients"].append({**info, "slides": list(bag.slides)})
-            maps = _patient_maps(model, kind, ckpt, bag, genes.get(pid), paint, device)
+            maps, gates = _patient_maps(model, kind, ckpt, bag, genes.get(pid), paint, device)
+            info["gate_weights"] = gates
             for k, (sid, zarr_path) in enumerate(zip(bag.slides, store.slides[pid], strict=True)):
                 root = open_zarr_group(zarr_path)
                 try:
@@ -226,6 +254,7 @@ def write_fold_heatmaps(
                 except SlideError as err:
                     skip(pid, sid, str(err))
                     continue
+                tissue = tissue_of(thumb, t_mpp) if clip_to_tissue else None
                 for m in paint:
                     rows = np.flatnonzero(bag.mags[m].slide == k)
                     xy = np.asarray(root[m]["coords"][:], dtype=float)
@@ -234,12 +263,24 @@ def write_fold_heatmaps(
                                            f"{len(rows)} in the bag")
                     sub = {name: tm.subset(rows) for name, tm in maps[m].items()}
                     size0 = float(root[m].attrs["size0"])
-                    for name, image in paint_maps(thumb, xy, size0, sub, s_mpp, t_mpp).items():
-                        file = f"{_safe(pid)}_{_safe(sid)}_{_safe(m)}_{name}.png"
-                        write_image(tmp / file, image)
-                        index["images"].append({**info, "slide_id": sid, "magnification": m, "map": name,
-                                                "file": file, "thumb_mpp": t_mpp,
-                                                "size": [int(image.width), int(image.height)]})
+                    titles = [
+                        f"{index['model']} ({kind}), fold {index['fold']}: patient {pid}, slide {sid}, "
+                        f"{m} tiles ({float(root[m].attrs['size_um']):g} µm)",
+                        f"{prediction_text(info, task)}; {reason_text(why, task)}",
+                        gate_text(m, gates),
+                    ]
+                    n_bag = len(next(iter(maps[m].values())).values)  # ranks are over the whole bag
+                    image, fig = heatmap_figure(thumb, xy, size0, sub, s_mpp, t_mpp, [t for t in titles if t],
+                                                tissue=tissue, n_tiles_label=f"patient's {n_bag} {m} tiles")
+                    file = f"{_safe(pid)}_{_safe(sid)}_{_safe(m)}.png"
+                    write_image(tmp / file, image)
+                    index["images"].append({**info, "slide_id": sid, "magnification": m,
+                                            "maps": list(sub), "file": file, "thumb_mpp": t_mpp,
+                                            "gate_weight": gates.get(m), "title": fig.title,
+                                            "colorbars": fig.colorbars, "legends": fig.legends,
+                                            "slide_size": list(fig.slide_size),
+                                            "panel_boxes": fig.panel_boxes,
+                                            "size": [int(image.width), int(image.height)]})
         index = json_ready(index)
         write_json(tmp / INDEX_FILE, index)
     log.info("%s fold %s: %d heatmaps of %d patients -> %s (%d slides skipped)", index["model"],

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.colors import Colormap, ListedColormap
 from numpy.typing import ArrayLike
 from PIL import Image
 
@@ -56,11 +57,12 @@ def heatmap_overlay(
     slide_mpp: float,
     thumb_mpp: float,
     *,
-    alpha: float = 0.5,
-    cmap: str = "turbo",
+    alpha: float = 0.6,
+    cmap: str | Colormap = "viridis",
     scale: Scale = "minmax",
     vmin: float | None = None,
     vmax: float | None = None,
+    tissue: np.ndarray | None = None,
 ) -> Image.Image:
     """Blend the colour of each tile's value over the thumbnail; returns an RGB PIL image.
 
@@ -73,6 +75,8 @@ def heatmap_overlay(
         alpha: opacity of the colour on painted pixels (0 = thumbnail only, 1 = colour only).
         scale: ``minmax`` (optionally fixed by vmin/vmax, e.g. to share a colour scale between
             the T and E maps of one slide) or ``rank`` (percentiles).
+        tissue: bool [H, W] at the thumbnail's size; colour only where it is True, so a tile
+            that is partly glass (a 10x partial parent, a tissue edge) does not colour the glass.
 
     Overlapping tiles (e.g. 10x and nested 20x tiles) are averaged per pixel.
     """
@@ -103,17 +107,24 @@ def heatmap_overlay(
     count = np.zeros((h, w))
     if keep.any():
         norm = _normalise(v[keep], scale, vmin, vmax)
-        x0 = np.clip(np.round(xy[keep, 0] * s).astype(int), 0, w)
-        y0 = np.clip(np.round(xy[keep, 1] * s).astype(int), 0, h)
-        x1 = np.clip(np.maximum(np.round((xy[keep, 0] + size[keep]) * s).astype(int), x0 + 1), 0, w)
-        y1 = np.clip(np.maximum(np.round((xy[keep, 1] + size[keep]) * s).astype(int), y0 + 1), 0, h)
+        # floor / ceil: neighbouring tiles meet or overlap by a pixel (averaged), never leave a
+        # one-pixel gap of bare slide between them
+        x0 = np.clip(np.floor(xy[keep, 0] * s).astype(int), 0, w)
+        y0 = np.clip(np.floor(xy[keep, 1] * s).astype(int), 0, h)
+        x1 = np.clip(np.maximum(np.ceil((xy[keep, 0] + size[keep]) * s).astype(int), x0 + 1), 0, w)
+        y1 = np.clip(np.maximum(np.ceil((xy[keep, 1] + size[keep]) * s).astype(int), y0 + 1), 0, h)
         for a, b, c, d, val in zip(y0, y1, x0, x1, norm, strict=True):
             total[a:b, c:d] += val
             count[a:b, c:d] += 1
     painted = count > 0
+    if tissue is not None:
+        if tissue.shape != (h, w):
+            raise ValueError(f"tissue mask {tissue.shape} is not the thumbnail's size {(h, w)}")
+        painted &= tissue
     out = img.astype(float)
     if painted.any():
-        colour = colormaps[cmap](total[painted] / count[painted])[:, :3] * 255.0
+        cm = colormaps[cmap] if isinstance(cmap, str) else cmap
+        colour = cm(total[painted] / count[painted])[:, :3] * 255.0
         out[painted] = (1.0 - alpha) * out[painted] + alpha * colour
     return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8), mode="RGB")
 
@@ -135,25 +146,49 @@ def rank_scale(values: ArrayLike) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TileMap:
-    """One per-tile map to paint: ``values`` [N] and the ``heatmap_overlay`` keywords (colours)."""
+    """One per-tile map to paint: ``values`` [N] and the ``heatmap_overlay`` keywords (colours).
+
+    ``raw``: the values before rank scaling (None for a categorical map); ``categories``: the
+    number of classes of a categorical map (0 for a continuous one).
+    """
 
     values: np.ndarray
     style: dict = field(default_factory=dict)
+    raw: np.ndarray | None = None
+    categories: int = 0
 
     def subset(self, rows: np.ndarray) -> TileMap:
-        return TileMap(self.values[rows], self.style)
+        return TileMap(self.values[rows], self.style, None if self.raw is None else self.raw[rows],
+                       self.categories)
 
 
-RANK_STYLE = {"cmap": "turbo", "vmin": 0.0, "vmax": 1.0}
+SEQUENTIAL_CMAP = "viridis"
+"""Perceptually uniform and sequential: the lowest and the highest tiles can never look alike
+(turbo, the former map, is dark at both ends)."""
+
+RANK_STYLE = {"cmap": SEQUENTIAL_CMAP, "vmin": 0.0, "vmax": 1.0}
+
+CLUSTER_COLOURS = ["#E69F00", "#0072B2", "#009E73", "#CC79A7", "#F0E442", "#56B4E9", "#D55E00",
+                   "#000000"]
+"""Okabe-Ito: categorical colours told apart with every common colour-vision deficiency (the
+former tab10 pair, blue and cyan, were not); beyond 8 prototypes colours repeat."""
+
+
+def cluster_cmap(n_prototypes: int) -> ListedColormap:
+    """One colour per prototype (value k / (n - 1) falls in the k-th of n equal bins)."""
+    n = max(int(n_prototypes), 1)
+    return ListedColormap([CLUSTER_COLOURS[k % len(CLUSTER_COLOURS)] for k in range(n)])
 
 
 def attention_maps(maps: Mapping[str, ArrayLike]) -> dict[str, TileMap]:
     """Rank-scaled maps with one colour map (the teacher's T and E attention, the student's ω).
 
     Each map is ranked on its own: T and E weights differ in spread, and a shared linear scale
-    would leave one of them a uniform colour; ranks show where each subspace looked.
+    would leave one of them a uniform colour; ranks show where each subspace looked. The raw
+    values stay in ``raw`` so a figure can state their range (``heatmap_figure``).
     """
-    return {name: TileMap(rank_scale(v), RANK_STYLE) for name, v in maps.items()}
+    return {name: TileMap(rank_scale(v), RANK_STYLE, np.asarray(v, dtype=float).ravel())
+            for name, v in maps.items()}
 
 
 def student_maps(omega: ArrayLike, clusters: ArrayLike, n_prototypes: int) -> dict[str, TileMap]:
@@ -163,7 +198,8 @@ def student_maps(omega: ArrayLike, clusters: ArrayLike, n_prototypes: int) -> di
     return {
         **attention_maps({"omega": omega}),
         "clusters": TileMap(np.where(c >= 0, c, np.nan),
-                            {"cmap": "tab10", "vmin": 0.0, "vmax": float(max(n_prototypes - 1, 1))}),
+                            {"cmap": cluster_cmap(n_prototypes), "vmin": 0.0,
+                             "vmax": float(max(n_prototypes - 1, 1))}, None, int(n_prototypes)),
     }
 
 
@@ -174,13 +210,33 @@ def paint_maps(
     maps: Mapping[str, TileMap],
     slide_mpp: float,
     thumb_mpp: float,
+    tissue: np.ndarray | None = None,
 ) -> dict[str, Image.Image]:
     """Every map of one slide over its thumbnail (same tiles, same mapping): name → RGB image."""
     return {
         name: heatmap_overlay(thumbnail_rgb, tile_xy_level0, tile_size0, m.values, slide_mpp, thumb_mpp,
-                              **m.style)
+                              tissue=tissue, **m.style)
         for name, m in maps.items()
     }
+
+
+def tissue_of(thumbnail_rgb: np.ndarray, thumb_mpp: float, seg_mpp: float = 8.0) -> np.ndarray:
+    """The tissue of a heatmap's thumbnail, at its size: where tile colours may go.
+
+    Segmented like the pipeline does (``slides.tissue.segment``, default settings, at
+    ``seg_mpp``) and resized back; a heatmap only needs it to keep colour off the glass.
+    """
+    from duopath.config import SegmentationConfig
+    from duopath.slides.qc import resample
+    from duopath.slides.tissue import segment
+
+    h, w = thumbnail_rgb.shape[:2]
+    if thumb_mpp < seg_mpp:
+        small, mpp = resample(np.asarray(thumbnail_rgb), (w, h), thumb_mpp, seg_mpp)
+    else:
+        small, mpp = np.asarray(thumbnail_rgb), thumb_mpp
+    mask = segment(small, mpp, SegmentationConfig()).mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 0
 
 
 def read_thumbnail(
@@ -190,8 +246,8 @@ def read_thumbnail(
 
     ``slide_mpp`` is the level-0 µm/px the tiles were cut with (the feature store's), passed to
     OpenSlide as the override so the thumbnail and the tiles share one scale even for a slide
-    whose header lacks an mpp. ``thumb_mpp`` None: the long side is ``max_side`` px (the report's
-    image size), but never finer than 1 µm/px nor coarser than 8 µm/px (the QC pictures' scale).
+    whose header lacks an mpp. ``thumb_mpp`` None: the long side is ``max_side`` px (a figure a
+    pathologist can read), but never finer than 1 µm/px (a 20x tile is then 112 px already).
     Raises ``duopath.slides.reader.SlideError`` for a missing or unreadable file.
     """
     from duopath.slides.reader import open_slide
@@ -199,7 +255,7 @@ def read_thumbnail(
     with open_slide(slide_path, slide_mpp) as slide:
         if thumb_mpp is None:
             long_um = max(slide.dimensions) * slide.mpp
-            thumb_mpp = min(max(long_um / max_side, 1.0), 8.0)
+            thumb_mpp = max(long_um / max_side, 1.0)
         rgb, got = slide.thumbnail(thumb_mpp)
         return rgb, slide.mpp, got
 
