@@ -86,8 +86,16 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> FakeCohort:
     fc = build_fake_cohort(tmp_path_factory.mktemp("results"))
     heat = fc.fold_dir("survival", "good", 1) / "heatmaps"
     heat.mkdir()
-    Image.new("RGB", (2000, 1000), (200, 30, 30)).save(heat / "P014_T.png")
-    (heat / "P014_E.png").write_bytes(b"not a png at all")
+    Image.new("RGB", (2000, 1000), (200, 30, 30)).save(heat / "P014_P014-01_20x.png")
+    (heat / "P015_P015-01_20x.png").write_bytes(b"not a png at all")
+    Image.new("RGB", (20, 10)).save(heat / "stray_not_in_the_index.png")
+    entry = {"magnification": "20x", "maps": ["T", "E"], "gate_weight": 0.0}
+    (heat / "heatmaps.json").write_text(json.dumps({"images": [
+        {**entry, "patient_id": "P014", "slide_id": "P014-01", "reason": "highest risk #1", "risk": 2.5,
+         "file": "P014_P014-01_20x.png"},
+        {**entry, "patient_id": "P015", "slide_id": "P015-01", "reason": "lowest risk #1", "risk": -1.0,
+         "file": "P015_P015-01_20x.png"},
+    ]}))
     return fc
 
 
@@ -182,13 +190,16 @@ def test_mean_over_fewer_folds_says_so(fake: FakeCohort, tmp_path: Path) -> None
     assert defined["value"].notna().sum() == 2
 
 
-def test_heatmaps_are_embedded_and_a_broken_one_is_reported(rendered) -> None:
+def test_heatmaps_are_the_chosen_ones_with_captions_and_a_broken_one_is_reported(rendered) -> None:
     page, _ = rendered
-    assert "good, fold 1: P014_T" in page
-    assert "P014_E.png unreadable" in page
-    m = re.search(r'<img src="data:image/png;base64,([^"]+)" alt="heatmap good P014_T">', page)
+    caption = "good, fold 1: patient P014, slide P014-01 — highest risk #1; predicted risk 2.5"
+    assert caption in page and "gate weight of 20x 0.00 (did not contribute)" in page
+    assert "P015_P015-01_20x.png unreadable" in page
+    assert "stray_not_in_the_index" not in page  # only what the heatmap step chose
+    assert "T</b>: attention of the tumour-gene tokens" in page  # what T / E / ω mean
+    m = re.search(r'<img src="data:image/png;base64,([^"]+)" alt="heatmap good P014_P014-01_20x">', page)
     with Image.open(io.BytesIO(base64.b64decode(m.group(1)))) as im:
-        assert max(im.size) <= 1200  # shrunk, not 2000 px
+        assert max(im.size) == 1600  # shrunk from 2000 px, still large enough to zoom into
 
 
 def test_report_outputs_are_atomic_and_utf8(rendered) -> None:
@@ -288,7 +299,7 @@ def test_heatmap_overlay_paints_each_value_on_its_tile() -> None:
     values = np.array([0.0, 1.0, 0.5, np.nan])
     img = np.asarray(heatmap_overlay(thumb, xy, 320, values, slide_mpp=0.5, thumb_mpp=8.0, alpha=1.0))
     assert img.shape == thumb.shape
-    cmap = colormaps["turbo"]
+    cmap = colormaps["viridis"]  # perceptually uniform: the default
 
     def colour(v: float) -> np.ndarray:
         return np.round(np.asarray(cmap(v)[:3]) * 255)
@@ -391,3 +402,60 @@ def test_cli_turns_a_bad_model_list_into_exit_code_1(fake: FakeCohort, tmp_path:
         )
     assert exc.value.exit_code == 1
     assert not (tmp_path / "m.csv").exists()  # nothing half-written
+
+
+def test_report_states_evaluated_and_excluded_patients_units_and_pooled_metric(
+    fake: FakeCohort, tmp_path: Path
+) -> None:
+    """A patient the trainer left out (no RNA) is named with its reason; times carry their unit;
+    fold-mean and pooled metrics are both there and labelled; the page leads with one overlaid KM."""
+    import shutil
+
+    shutil.copytree(fake.root, tmp_path / "tree")
+    fc = FakeCohort(tmp_path / "tree", fake.cohort)
+    d = fc.fold_dir("survival", "good", 0)
+    pred = pd.read_parquet(d / "predictions.parquet")
+    gone = str(pred["patient_id"].iloc[0])
+    pred.iloc[1:].to_parquet(d / "predictions.parquet")
+    info = json.loads((d / "metrics.json").read_text())
+    (d / "metrics.json").write_text(json.dumps({**info, "excluded": {gone: "no RNA (missing_rna: exclude)"}}))
+    (tmp_path / "out").mkdir()
+    page, _ = _run_report(fc, tmp_path / "out")
+    evaluated = page.split("<h3>Patients evaluated (survival)</h3>", 1)[1].split("</table>", 1)[0]
+    row = re.search(r"<tr><td class=l>good</td>(.*?)</tr>", evaluated).group(1)
+    n_test = sum(len(load_cohort_tables(fc.sheet, fc.splits).role(k, "test")) for k in range(3))
+    assert f"{n_test - 1} of {n_test}" in row and f"{gone} (fold 0): no RNA (missing_rna: exclude)" in row
+    other = re.search(r"<tr><td class=l>weak</td>(.*?)</tr>", evaluated).group(1)
+    assert f"{n_test} of {n_test}" in other and "none" in other
+    assert re.search(r"median follow-up time</td><td class=l>[\d.]+ months", page)
+    survival = page.split('<section id="survival">', 1)[1]
+    assert "<th>pooled <span title=\"Harrell" in survival.split("</table>", 1)[0]
+    assert "fold-mean ± standard deviation" in survival
+    main = survival.split("<h3>Main models compared</h3>", 1)[1].split("<details>", 1)[0]
+    assert main.count("<img") == 1 and "numbers at risk" in main and "time in months" in main
+
+
+def test_overlaid_km_numbers_at_risk_and_roc_positive_class(tmp_path: Path) -> None:
+    from duopath.report import plots
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for k in range(2):
+        pred = pd.DataFrame({"patient_id": [f"{k}-{i}" for i in range(30)], "fold": k,
+                             "risk": rng.normal(size=30), "time": rng.uniform(1, 20, 30),
+                             "event": rng.integers(0, 2, 30).astype(float)})
+        inner = pd.DataFrame({"risk": rng.normal(size=30), "role": "train"})
+        runs.append(_run(k, pred, inner, tmp_path))
+    pooled = pooled_risk_groups(runs)
+    counts = plots.at_risk_counts(pooled, [0.0, 10.0, 1e9])
+    time = pd.concat([r.predictions for r in runs])["time"].to_numpy()
+    high = pooled.groups.high
+    assert counts["high"] == [int(high.sum()), int((time[high] >= 10).sum()), 0]
+    assert counts["low"] == [int((~high).sum()), int((time[~high] >= 10).sum()), 0]
+    fig = plots.km_overlay_figure({"a": pooled, "b": pooled}, "months")
+    _, tab = fig.axes
+    assert tab.get_xlabel() == "time (months)" and len(tab.texts) == 4 * 6  # 2 models × 2 groups × 6 ticks
+    y = np.array(["neg", "pos"] * 10)
+    roc = plots.roc_overlay_figure({"m": (y, np.tile([[0.6, 0.4], [0.4, 0.6]], (10, 1)), ["neg", "pos"])})
+    assert "positive class: pos (vs neg)" in roc.axes[0].get_title()
+    assert "pooled AUC 1.000" in roc.axes[0].get_legend().get_texts()[0].get_text()

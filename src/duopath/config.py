@@ -108,6 +108,18 @@ class CohortConfig(_Strict):
     time_column: str = "time"
     event_column: str = Field("event", description="1 = event observed (death), 0 = censored")
     site_column: str = "site"
+    time_unit: Literal["days", "weeks", "months", "years"] | None = Field(
+        None,
+        description="unit of the time column, shown on every axis and table of the report "
+        "(default: days; months for a demo cohort, whose times are generated in months)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_time_unit(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("time_unit") is None:
+            data = {**data, "time_unit": "months" if data.get("demo") is not None else "days"}
+        return data
 
     @model_validator(mode="after")
     def _sheet_or_demo(self) -> CohortConfig:

@@ -158,6 +158,17 @@ class FoldRun:
         """``heatmaps/*.png`` of the fold (written by the heatmap step, when it ran)."""
         return sorted((self.directory / HEATMAP_DIR).glob("*.png"))
 
+    def heatmap_index(self) -> dict | None:
+        """``heatmaps/heatmaps.json`` (which patients the heatmap step chose and why), when it ran."""
+        path = self.directory / HEATMAP_DIR / "heatmaps.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            log.warning("%s unreadable: %s", path, err)
+            return None
+
 
 def load_fold(directory: Path, task: str, model: str, fold: int) -> FoldRun:
     """Read one fold's predictions and metrics.json; a missing or incomplete fold is not an error.

@@ -34,22 +34,20 @@ from duopath.evaluation.collect import (
     pooled_predictions,
 )
 from duopath.evaluation.compare import format_mean_std
-from duopath.evaluation.metrics import probability_columns
-from duopath.report import plots
-from duopath.report.analysis import default_landmark, landmark_calibration, pooled_risk_groups
+from duopath.evaluation.exclusions import evaluated_counts, exclusions
+from duopath.evaluation.metrics import (
+    pooled_classification_metric,
+    pooled_harrell_c,
+)
+from duopath.report.html_figures import heatmap_section, plots_section, unit_of
 from duopath.report.html_parts import (
     ABLATION_HELP,
     CSS,
-    HEATMAP_SIDE,
-    METRIC_LABELS,
     TASK_TITLES,
     Notes,
     esc,
-    figure_html,
     fmt,
     fmt_p,
-    image_file_png,
-    image_html,
     metric_label,
     table,
 )
@@ -111,7 +109,7 @@ def cohort_section(inp: ReportInputs) -> str:
     if not surv.empty:
         rows.append(("patients with follow-up", str(len(surv))))
         rows.append(("events (observed)", f"{int(surv['event'].sum())} ({surv['event'].mean():.0%})"))
-        rows.append(("median follow-up time", fmt(float(surv["time"].median()), 2)))
+        rows.append(("median follow-up time", f"{fmt(float(surv['time'].median()), 2)} {esc(unit_of(inp))}"))
     labels = p["label"][p["label"] != ""]
     if not labels.empty:
         counts = labels.value_counts().sort_index()
@@ -217,7 +215,9 @@ def protocol_section(inp: ReportInputs) -> str:
                 esc(", ".join(sorted(set(test["site"]) - {""}))) or "–",
             )
         )
-    out.append(table(["fold", "train", "val", "test", "test events", "test classes", "test sites"], rows))
+    out.append(table(["fold", "train", "val", "test (split)", "test events", "test classes", "test sites"],
+                     rows))
+    out.append(evaluated_block(inp))
     out.append(
         "<p class=muted>Every number below is computed on the held-out test patients of each fold; "
         "Uno's C, td-AUC and IBS weight them by the censoring distribution of the fold's training "
@@ -227,6 +227,28 @@ def protocol_section(inp: ReportInputs) -> str:
         "risk of that fold's training patients, then pooled.</p>"
     )
     return section("protocol", "Protocol", "".join(out))
+
+
+def evaluated_block(inp: ReportInputs) -> str:
+    """Per task and model: patients evaluated of the split's test patients, and every excluded one
+    with the reason (``evaluation.exclusions``): the metrics rest on these patients only."""
+    parts = []
+    for task, runs in inp.runs.items():
+        counts = evaluated_counts(runs, inp.tables)
+        ex = exclusions(runs, inp.tables, task, inp.wsi_summary)
+        rows = []
+        for model, (n_pred, n_test) in counts.items():
+            mine = ex[ex["model"] == model]
+            by_reason: dict[str, list[str]] = {}
+            for r in mine.itertuples():
+                by_reason.setdefault(r.reason, []).append(f"{r.patient_id} (fold {r.fold})")
+            why = "; ".join(f"{', '.join(p)}: {reason}" for reason, p in by_reason.items()) or "none"
+            rows.append((esc(model), f"{n_pred} of {n_test}", esc(why)))
+        title = TASK_TITLES.get(task, task).lower()
+        parts.append(f"<h3>Patients evaluated ({esc(title)})</h3>"
+                     + table(["model", "test patients evaluated", "test patients left out, and why"], rows,
+                             left=1))
+    return "".join(parts)
 
 
 def _site_overlaps(t: CohortTables) -> dict[int, list[str]]:
@@ -246,14 +268,40 @@ def comparison_table(inp: ReportInputs, task: str, models: Sequence[str]) -> str
     metrics = task_metrics(inp.metrics, task)
     notes = Notes()
     best = {m: _best_models(summ, models, m) for m in metrics}
+    primary = PRIMARY_METRIC.get(task)
     rows = []
     for model in models:
         cells = [esc(model)]
         for metric in metrics:
             cells.append(_summary_cell(summ, long, model, metric, model in best[metric], notes))
+        if primary:
+            cells.append(_pooled_cell(inp.runs[task].get(model, []), task, primary, notes))
         rows.append(cells)
     header = ["model", *[metric_label(m) for m in metrics]]
-    return table(header, rows) + notes.render()
+    if primary:
+        header.append(f"pooled {metric_label(primary)}")
+    n_folds = len(inp.tables.folds)
+    return (
+        table(header, rows)
+        + notes.render()
+        + f"<p class=muted>Each cell is the <b>fold-mean ± standard deviation</b> of the metric computed "
+        f"on each of the {n_folds} folds' test patients separately; the last column is the same "
+        f"primary metric computed once on the <b>pooled</b> test predictions of all folds. With few "
+        f"test patients per fold the two can differ (a fold of 6 patients ranked perfectly scores "
+        f"1.000 while the pooled ranking, across folds, is harder).</p>"
+    )
+
+
+def _pooled_cell(runs: Sequence[FoldRun], task: str, metric: str, notes: Notes) -> str:
+    """The primary metric on the pooled out-of-fold predictions, or n/a with the reason."""
+    pooled = pooled_predictions(runs)
+    if pooled.empty:
+        return notes.na("no test predictions")
+    try:
+        res = pooled_harrell_c(pooled) if task == "survival" else pooled_classification_metric(metric)(pooled)
+    except (ValueError, KeyError) as err:
+        return notes.na(str(err))
+    return fmt(res.value) if res.ok else notes.na(res.reason or "undefined")
 
 
 def _best_models(summ: pd.DataFrame, models: Sequence[str], metric: str) -> set[str]:
@@ -358,105 +406,6 @@ def per_fold_table(inp: ReportInputs, task: str, models: Sequence[str]) -> str:
         f"<h3>Per fold</h3>{table(['model', 'fold', *[metric_label(m) for m in metrics]], rows, left=2)}"
         + notes.render()
     )
-
-
-def plots_section(inp: ReportInputs, task: str) -> str:
-    """KM + calibration (survival) or ROC (classification) per model, then the training curves."""
-    out = []
-    runs = inp.runs[task]
-    if task == "survival":
-        try:
-            landmark = inp.landmark if inp.landmark is not None else default_landmark(inp.tables)
-        except ValueError as err:
-            landmark = None
-            out.append(f"<p>No calibration plots: {esc(err)}.</p>")
-        km = [
-            figure_html(
-                plots.km_figure(pooled_risk_groups(r), m, inp.time_unit),
-                f"{m}: Kaplan–Meier of high vs low predicted risk (pooled test folds; "
-                f"threshold = median training risk of each fold)",
-                f"Kaplan–Meier {m}",
-            )
-            for m, r in runs.items()
-        ]
-        out.append("<h3>Risk groups</h3><div class=grid>" + "".join(km) + "</div>")
-        if landmark is not None:
-            cal = [
-                figure_html(
-                    plots.calibration_figure(landmark_calibration(r, landmark), m, inp.time_unit),
-                    f"{m}: predicted vs observed survival at t = {landmark:.4g} "
-                    f"(groups of predicted S(t), pooled test folds)",
-                    f"calibration {m}",
-                )
-                for m, r in runs.items()
-            ]
-            out.append("<h3>Calibration</h3><div class=grid>" + "".join(cal) + "</div>")
-    else:
-        roc = []
-        for m, r in runs.items():
-            pooled = pooled_predictions(r)
-            if pooled.empty:
-                roc.append(figure_html(plots.message_figure(m, "no test predictions")))
-                continue
-            cols, classes = probability_columns(pooled)
-            if pooled[cols].isna().any().any():
-                roc.append(figure_html(plots.message_figure(m, "folds predict different class sets")))
-                continue
-            roc.append(
-                figure_html(
-                    plots.roc_figure(pooled["label"], pooled[cols].to_numpy(float), classes, m),
-                    f"{m}: ROC of the pooled test predictions (one-vs-rest per class)",
-                    f"ROC {m}",
-                )
-            )
-        out.append("<h3>ROC</h3><div class=grid>" + "".join(roc) + "</div>")
-    metric = PRIMARY_METRIC.get(task, "metric")
-    curves = [
-        figure_html(
-            plots.training_curves_figure(
-                {x.fold: x.train_log() for x in r}, m, METRIC_LABELS.get(metric, metric)
-            ),
-            f"{m}: training curves per fold",
-            f"training curves {m}",
-        )
-        for m, r in runs.items()
-    ]
-    out.append("<h3>Training curves</h3><div class=grid>" + "".join(curves) + "</div>")
-    return "".join(out)
-
-
-def heatmap_section(inp: ReportInputs, task: str) -> str:
-    """``heatmaps/*.png`` of every model's folds, shrunk and embedded: up to ``max_heatmaps`` per
-    model, taken in pairs (a patient's T and E map, or ω and clusters) from each fold in turn,
-    so the page shows test patients of several folds and stays a few MB."""
-    figs, found, shown = [], 0, 0
-    for model, runs in inp.runs[task].items():
-        per_fold = [(r.fold, r.heatmaps()) for r in runs]
-        found += sum(len(p) for _, p in per_fold)
-        paths = []
-        for start in range(0, max((len(p) for _, p in per_fold), default=0), 2):
-            paths += [(fold, p) for fold, ps in per_fold for p in ps[start:start + 2]]
-        paths = paths[: inp.max_heatmaps]
-        shown += len(paths)
-        for fold, path in paths:
-            try:
-                png = image_file_png(path, HEATMAP_SIDE, palette=True)
-            except OSError as err:  # an unreadable picture is reported, not fatal for the report
-                log.warning("heatmap %s unreadable: %s", path, err)
-                figs.append(
-                    f"<p class=na>{esc(model)} fold {fold}: {esc(path.name)} unreadable ({esc(err)})</p>"
-                )
-                continue
-            figs.append(image_html(png, f"{model}, fold {fold}: {path.stem}", f"heatmap {model} {path.stem}"))
-    if not found:
-        body = "<p class=muted>No heatmap images yet (none written under the models' fold directories).</p>"
-    else:
-        body = "<div class=grid>" + "".join(figs) + "</div>" if figs else ""
-        if found > shown:
-            body += (
-                f"<p class=muted>{found - shown} more heatmap images not shown (report.heatmap_patients).</p>"
-            )
-    return "<h3>Heatmaps</h3>" + body
 
 
 def task_section(inp: ReportInputs, task: str) -> str:

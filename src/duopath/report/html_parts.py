@@ -59,7 +59,7 @@ ABLATION_HELP = {
 }
 TASK_TITLES = {"survival": "Survival", "classification": "Classification"}
 MAX_IMAGE_SIDE = 1200
-HEATMAP_SIDE = 560  # heatmaps: many per page; a thumbnail this size still shows tissue regions
+HEATMAP_SIDE = 1600  # a heatmap figure (two panels side by side): a reader can zoom into the tissue
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;
@@ -73,7 +73,7 @@ sup.fn{color:#a33}ol.notes{font-size:.85em;color:#555}
 .grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;max-width:100%}
 figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555;max-width:520px}
 .muted{color:#666;font-size:.9em}footer{margin-top:3em;border-top:1px solid #bbb;font-size:.85em;color:#555}
-nav a{margin-right:1em}
+nav a{margin-right:1em}details{margin:1em 0}summary{cursor:pointer;font-weight:600}
 """
 
 

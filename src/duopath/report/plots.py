@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -101,7 +102,112 @@ def km_figure(pooled: PooledRiskGroups, title: str, time_unit: str = "") -> Figu
     return fig
 
 
+MODEL_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+
+
+def at_risk_counts(groups: PooledRiskGroups, ticks: Sequence[float]) -> dict[str, list[int]]:
+    """Patients still at risk (time ≥ t) at each tick, per risk group ("low", "high")."""
+    out = {}
+    for name in ("low", "high"):
+        km = None if groups.groups is None else groups.groups.km[name]
+        if km is None:
+            out[name] = [0] * len(ticks)
+            continue
+        idx = np.searchsorted(km.time, np.asarray(ticks, float), side="left")
+        out[name] = [int(km.n_at_risk[i]) if i < km.time.size else 0 for i in idx]
+    return out
+
+
+def km_overlay_figure(pooled: Mapping[str, PooledRiskGroups], time_unit: str = "") -> Figure:
+    """The main models' high (solid) and low (dashed) risk groups on one axis, numbers at risk below.
+
+    Each model has one colour; its legend entry carries the log-rank p and the HR of its groups.
+    """
+    usable = {m: g for m, g in pooled.items() if g.groups is not None}
+    if not usable:
+        return message_figure("Kaplan–Meier", "no model has risk groups: "
+                              + "; ".join(f"{m}: {g.reason}" for m, g in pooled.items()))
+    fig = new_figure(7.5, 4.2 + 0.32 * 2 * len(usable))
+    ax, tab = fig.subplots(2, 1, height_ratios=[4.0, 0.34 * 2 * len(usable)], sharex=True)
+    t_max = 0.0
+    for colour, (m, g) in zip(MODEL_COLOURS * 3, usable.items(), strict=False):
+        rg = g.groups
+        hr = rg.hazard_ratio
+        hr_text = f"HR {hr.value:.2f}" if hr.ok else "HR n/a"
+        for name, style in (("high", "-"), ("low", "--")):
+            km = rg.km[name]
+            if km is None:
+                continue
+            t = np.concatenate([[0.0], km.time])
+            ax.step(t, np.concatenate([[1.0], km.survival]), where="post", color=colour, linestyle=style,
+                    linewidth=1.6)
+            t_max = max(t_max, float(km.time.max()))
+        ax.plot([], [], color=colour, label=f"{m}: log-rank p {_fmt_p(rg.logrank_p)}, {hr_text}")
+    ax.plot([], [], color="#555", linestyle="-", label="solid: high predicted risk")
+    ax.plot([], [], color="#555", linestyle="--", label="dashed: low predicted risk")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(0, t_max * 1.02 if t_max > 0 else 1)
+    ax.set_ylabel("survival probability")
+    ax.set_title("Kaplan–Meier of the pooled test folds: high vs low predicted risk\n"
+                 "(each fold's test patients split at the median risk of its own training patients)",
+                 fontsize=10)
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ticks = np.linspace(0, t_max, 6) if t_max > 0 else np.array([0.0])
+    rows = []
+    for m, g in usable.items():
+        counts = at_risk_counts(g, ticks)
+        rows += [(f"{m} high", counts["high"]), (f"{m} low", counts["low"])]
+    tab.set_ylim(-0.5, len(rows) - 0.5)
+    for i, (_, counts) in enumerate(rows):
+        y = len(rows) - 1 - i
+        for t, n in zip(ticks, counts, strict=True):
+            tab.text(t, y, str(n), ha="center", va="center", fontsize=8)
+    tab.set_yticks(range(len(rows)), [r[0] for r in rows][::-1], fontsize=8)
+    tab.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
+    tab.tick_params(left=False)
+    for side in ("top", "right", "left"):
+        tab.spines[side].set_visible(False)
+    tab.set_title("numbers at risk", fontsize=9, loc="left")
+    tab.set_xlabel(f"time ({time_unit})" if time_unit else "time (unit not configured)")
+    return fig
+
+
 # --------------------------------------------------------------------------- ROC
+
+
+def roc_overlay_figure(curves: Mapping[str, tuple[ArrayLike, ArrayLike, Sequence[str]]]) -> Figure:
+    """The models' ROC curves of the pooled test predictions on one axis.
+
+    ``curves``: model → (labels, proba [N, C], class names). Binary: the curve of the positive
+    (second) class, named in the title; several classes: the micro-average of the one-vs-rest
+    curves (every (patient, class) pair is one decision), said in the title.
+    """
+    fig = new_figure(5.6, 5.0)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1)
+    positives = set()
+    for colour, (m, (labels, proba, names)) in zip(MODEL_COLOURS * 3, curves.items(), strict=False):
+        y = np.asarray([str(v) for v in np.asarray(labels)])
+        p = np.asarray(proba, dtype=float)
+        names = [str(c) for c in names]
+        if len(names) == 2:
+            truth, score = y == names[1], p[:, 1]
+            positives.add(f"positive class: {names[1]} (vs {names[0]})")
+        else:
+            truth = (y[:, None] == np.asarray(names)[None, :]).ravel()
+            score = p.ravel()
+            positives.add("micro-average of one-vs-rest over the classes")
+        if truth.all() or not truth.any():
+            continue
+        fpr, tpr, _ = roc_curve(truth, score)
+        ax.plot(fpr, tpr, color=colour, label=f"{m} (pooled AUC {roc_auc_score(truth, score):.3f})")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_aspect("equal")
+    ax.set_title("ROC of the pooled test predictions\n" + "; ".join(sorted(positives)), fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8, frameon=False)
+    return fig
 
 
 def roc_figure(labels: ArrayLike, proba: ArrayLike, class_names: Sequence[str], title: str) -> Figure:
@@ -122,12 +228,14 @@ def roc_figure(labels: ArrayLike, proba: ArrayLike, class_names: Sequence[str], 
             skipped.append(names[i])
             continue
         fpr, tpr, _ = roc_curve(positive, p[:, i])
-        ax.plot(fpr, tpr, label=f"{names[i]} (AUC {roc_auc_score(positive, p[:, i]):.3f})")
+        ax.plot(fpr, tpr, label=f"{names[i]} (pooled AUC {roc_auc_score(positive, p[:, i]):.3f})")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_aspect("equal")
     note = f"\n(no ROC for {', '.join(skipped)}: one class only)" if skipped else ""
-    ax.set_title(f"{title}{note}", fontsize=10)
+    which = (f"positive class: {names[1]} (vs {names[0]})" if len(names) == 2
+             else "one curve per class, that class vs the rest")
+    ax.set_title(f"{title}: pooled test folds\n{which}{note}", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8, frameon=False)
     return fig
@@ -194,7 +302,13 @@ def training_curves_figure(logs: Mapping[int, pd.DataFrame], title: str, metric_
     ax_loss.set_ylabel("loss (solid: train, dashed: val)")
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylabel(f"validation {metric_label}")
-    ax_metric.legend(fontsize=7, frameon=False)
+    # one legend under both panels (fold colours): inside an axes it covered the curves
+    handles = [Line2D([], [], color=c, label=f"fold {fold}")
+               for c, fold in zip(cycle, sorted(usable), strict=True)]
+    handles += [Line2D([], [], color="#555", linestyle="-", label="train"),
+                Line2D([], [], color="#555", linestyle="--", label="validation")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize=8,
+               frameon=False)
     fig.suptitle(f"{title} (★ = selected epoch)", fontsize=10)
     return fig
 
