@@ -31,7 +31,8 @@ TILING = {"10x": {"mpp": 1.0, "tile_px": 224, "size_um": 224.0},
           "20x": {"mpp": 0.5, "tile_px": 224, "size_um": 112.0}}
 
 
-def tiny_student(path: Path, weights_id: str = WEIGHTS_ID, tiling: dict | None = None) -> Path:
+def tiny_student(path: Path, weights_id: str = WEIGHTS_ID, tiling: dict | None = None,
+                 reference: dict | None = None) -> Path:
     """A survival student on 1280-d features, fitted a few steps on random bags."""
     torch.manual_seed(0)
     kwargs = {"feature_dim": 1280, "n_classes": 4, "task": "survival", "magnifications": ["10x", "20x"],
@@ -46,11 +47,14 @@ def tiny_student(path: Path, weights_id: str = WEIGHTS_ID, tiling: dict | None =
         opt.zero_grad()
         loss.backward()
         opt.step()
-    save_checkpoint(path, "student", model.eval(), {
+    meta = {
         "model_name": "student", "model_kwargs": kwargs, "variant": "student", "task": "survival",
         "time_bins": [0.0, 5.0, 10.0, 20.0, np.inf], "class_names": None, "risk_threshold": -2.5,
         "encoder": "efficientnet_lite0", "weights_id": weights_id, "magnifications": kwargs["magnifications"],
-        "tiling": tiling or TILING, "settings": {}, "teacher": None, "fold": 0, "seed": 0, "best_epoch": 2})
+        "tiling": tiling or TILING, "settings": {}, "teacher": None, "fold": 0, "seed": 0, "best_epoch": 2}
+    if reference is not None:
+        meta["reference"] = reference
+    save_checkpoint(path, "student", model.eval(), meta)
     return path
 
 
@@ -68,12 +72,13 @@ def test_predict_real_slide_end_to_end(tmp_path: Path) -> None:
     assert saved["time_bins"][-1] is None  # inf is not JSON: written as null
     assert len(saved["survival"]) == 4 and all(a >= b for a, b in zip(saved["survival"],
                                                                        saved["survival"][1:], strict=False))
-    thumb = Image.open(out / "work" / "CMU-1-Small-Region.qc.jpg")
-    for name in ("omega_10x", "omega_20x", "clusters_10x", "clusters_20x"):
-        img = Image.open(out / saved["heatmaps"][name])
-        assert img.size == thumb.size
-        # painted: differs from the thumbnail somewhere
-        assert np.abs(np.asarray(img, float) - np.asarray(thumb.convert("RGB"), float)).max() > 30
+    for mag in ("10x", "20x"):  # a figure: ω and clusters side by side, the slide at ≥ 1,000 px
+        img = Image.open(out / saved["heatmaps"][mag])
+        assert img.width > 2 * 800 and img.height > 1000
+    assert saved["out_of_distribution"]["flag"] is None  # no reference in this checkpoint: said so
+    assert saved["risk_percentile"] is None and "higher means shorter" in saved["risk_scale"]
+    page = (out / "summary.html").read_text()
+    assert "data:image/png;base64," in page and "percentile unknown" in page
     # the same model and slide give the same risk (deterministic chain)
     again = predict_slide(SLIDE, ckpt, tmp_path / "again")
     assert again["risk"] == pytest.approx(res["risk"], abs=1e-5)
@@ -135,8 +140,61 @@ def test_predict_pools_a_patients_slides_and_paints_each(tmp_path: Path) -> None
         assert two["n_tiles"][m] == 2 * one["n_tiles"][m] == 2 * two["slides"][1]["n_tiles"][m]
     assert np.isfinite(two["risk"])
     for stem in ("a", "b"):
-        for name in ("omega_20x", "clusters_10x"):
-            assert (tmp_path / "two" / two["heatmaps"][f"{name}_{stem}"]).exists()
-    assert "omega_20x" in one["heatmaps"]  # a single slide keeps the short names
+        for mag in ("10x", "20x"):
+            assert (tmp_path / "two" / two["heatmaps"][f"{mag}_{stem}"]).exists()
+    assert "20x" in one["heatmaps"]  # a single slide keeps the short names
     with pytest.raises(PredictError, match="distinct file names"):
         predict_slide([a, a], tmp_path, tmp_path / "dup")
+
+
+def test_percentile_and_out_of_distribution_warnings() -> None:
+    from duopath.inference.reference import embedding_reference, out_of_distribution, risk_percentile
+    from duopath.inference.summary import describe
+
+    risks = [float(x) for x in range(1, 101)]
+    assert risk_percentile(50.0, risks) == pytest.approx(49.5)
+    assert risk_percentile(1000.0, risks) == 100.0
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(30, 8))
+    ref = {"risks": risks, "embedding": {"20x": embedding_reference(train)}}
+    near = rng.normal(size=(40, 8)) * 0.1
+    far = near + 50.0
+    ok = out_of_distribution(50.0, {"20x": (near, np.zeros(40, int))}, ref)
+    assert ok["flag"] is False and ok["reasons"] == []
+    bad = out_of_distribution(500.0, {"20x": (far, np.zeros(40, int))}, ref)
+    assert bad["flag"] is True and len(bad["reasons"]) == 2
+    assert "outside every risk" in bad["reasons"][0] and "farther than any" in bad["reasons"][1]
+    result = {"risk": 500.0, "risk_threshold": 50.5, "risk_group": "high", "risk_percentile": 100.0,
+              "n_training_patients": 100, "risk_scale": "relative", "out_of_distribution": bad}
+    lines = describe(result)
+    assert lines[0].startswith("risk 500; 100th percentile of the risks the model gave its 100 training")
+    assert "threshold 50.5" in lines[1]
+    assert any(line.startswith("WARNING, out of distribution") for line in lines)
+
+
+@pytest.mark.slow
+def test_predict_prints_percentile_and_warns_out_of_distribution(tmp_path: Path) -> None:
+    """A reference whose training risks all lie far below and whose slides sit elsewhere in feature
+    space: the CLI prints the percentile, the threshold and an out-of-distribution warning."""
+    import typer
+    from typer.testing import CliRunner
+
+    from duopath.cli.inference import predict
+
+    d = 1280
+    ref = {"risks": [-100.0 + i for i in range(10)],
+           "embedding": {m: {"centroid": [100.0] * d, "scale": [1.0] * d, "distances": [1.0, 2.0]}
+                         for m in ("10x", "20x")}}
+    tiny_student(tmp_path / CKPT, reference=ref)
+    app = typer.Typer()
+    app.command("predict")(predict)
+    app.command("noop")(lambda: None)
+    res = CliRunner().invoke(app, ["predict", str(SLIDE), "--model", str(tmp_path), "--out",
+                                   str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "100th percentile of the risks the model gave its 10 training patients" in res.output
+    assert "threshold -2.5 (median training risk)" in res.output
+    assert "WARNING, out of distribution: risk" in res.output
+    assert "mean 20x tile embedding" in res.output
+    saved = json.loads((tmp_path / "o" / "prediction.json").read_text())
+    assert saved["out_of_distribution"]["flag"] is True and saved["risk_percentile"] == 100.0

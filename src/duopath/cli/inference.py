@@ -34,6 +34,7 @@ def predict(
     from duopath.checkpoints import CheckpointError
     from duopath.devices import GpuError, resolve_device
     from duopath.inference.predict import PredictError, PredictSettings, predict_slide
+    from duopath.inference.summary import describe
 
     settings = PredictSettings()
     if config is not None:
@@ -52,5 +53,7 @@ def predict(
                                device=str(resolve_device(device)))
     except (PredictError, CheckpointError, GpuError) as err:
         fail(err)
-    typer.echo(json.dumps({k: result[k] for k in ("risk", "risk_group", "probabilities", "predicted_class",
-                                                    "n_tiles") if k in result}))
+    for line in describe(result):  # percentile, threshold, scale, out-of-distribution warnings
+        typer.echo(line)
+    typer.echo(json.dumps({k: result[k] for k in ("risk", "risk_percentile", "risk_group", "probabilities",
+                                                    "predicted_class", "n_tiles") if k in result}))

@@ -12,10 +12,18 @@ look fine and mean nothing. So the checkpoint's encoder name + weights id and ti
 magnification must match what the caller's settings produce, and a slide without an mpp in its
 header needs ``--mpp`` (never a silent default).
 
-Outputs in ``out_dir``: ``prediction.json``, ``heatmap_omega_{mag}.png`` (token importance ω),
-``heatmap_clusters_{mag}.png`` (DPC-KNN prototype assignment) over the slide thumbnail (with a
-``_{slide}`` suffix per slide when several are given), and the
-intermediate files under ``work/`` (mask, QC thumbnail, tiles, feature store) for inspection.
+How far to trust it: the prediction is placed among the risks the model gave its training
+patients (percentile; the risk-group threshold is their median) and checked for being out of
+distribution (risk outside the training range; mean tile embedding farther from the training
+slides than any training slide), from the reference the checkpoint carries
+(``inference.reference``). Both are printed, logged and written.
+
+Outputs in ``out_dir``: ``prediction.json``; ``heatmap_{mag}.png``, a figure with the token
+importance ω and the DPC-KNN prototype clusters side by side over the slide (with a ``_{slide}``
+suffix per slide when several are given; ``report.heatmap_figure``); ``summary.html``, one
+self-contained page with the prediction, its place among the training risks, any
+out-of-distribution warning and the heatmaps (``inference.summary``); and the intermediate files
+under ``work/`` (mask, QC pictures, tiles, feature store) for inspection.
 
 Every way it can fail on the user's input (no such file, unreadable or damaged slide, no mpp,
 no tissue, too small for a tile, an unloadable checkpoint) is a :class:`PredictError`: one line
@@ -122,12 +130,16 @@ def predict_slide(
 
     Several slides of one patient are pooled into one bag exactly as training pooled them
     (``training.data.pool_slides``: side by side, one prediction), and each gets its own
-    heatmaps (``heatmap_{map}_{mag}_{slide}.png``; a single slide keeps ``heatmap_{map}_{mag}.png``).
+    heatmap figures (``heatmap_{mag}_{slide}.png``; a single slide keeps ``heatmap_{mag}.png``).
     ``mpp`` (level-0 µm/px) applies to every slide. Returns the JSON.
     """
     from duopath.encoding.registry import load_encoder
+    from duopath.inference.reference import out_of_distribution, risk_percentile
+    from duopath.inference.summary import write_summary
     from duopath.io import json_ready
-    from duopath.report.heatmaps import paint_maps, slide_thumbnail, student_maps
+    from duopath.report.fold_heatmaps import prediction_text
+    from duopath.report.heatmap_figure import gate_text, heatmap_figure
+    from duopath.report.heatmaps import read_thumbnail, student_maps, tissue_of
     from duopath.slides.reader import MissingMppError, SlideError, open_slide
     from duopath.training.data import pool_slides
     from duopath.training.losses import hazards_from_logits, risk_from_hazards
@@ -177,7 +189,8 @@ def predict_slide(
             mask = {m: torch.ones(1, feats[m].shape[1], dtype=torch.bool, device=device) for m in mags}
             with torch.no_grad():
                 out = student(feats, mask, coords)
-            thumbs = [slide_thumbnail(f.mask_json, f.qc) for f in per_slide]
+            # the plain slide at ≥ 1,000 px (never the QC picture: it carries outlines and a legend)
+            thumbs = [read_thumbnail(p, m_) for p, m_ in zip(slides, slide_mpps, strict=True)]
             coords_xy = [{m: (np.asarray(f.store[m]["coords"][:], dtype=float),
                               float(f.store[m].attrs["size0"])) for m in mags} for f in per_slide]
     except PredictError:
@@ -198,42 +211,72 @@ def predict_slide(
         "versions": {"duopath": duopath.__version__, "model_trained_with": ckpt.get("duopath_version"),
                      "torch": torch.__version__},
     }
+    reference = ckpt.get("reference")
+    risk = None
     if ckpt["task"] == "survival":
         hazards = hazards_from_logits(logits)
         risk = float(risk_from_hazards(hazards)[0])
         thr = ckpt.get("risk_threshold")
         result.update(risk=risk, risk_threshold=thr,
                       risk_group=None if thr is None else ("high" if risk > thr else "low"),
+                      risk_scale=("the model's relative risk score: higher means shorter predicted "
+                                  "survival; it has no unit and is comparable only with this model's "
+                                  "other predictions. High / low: above / at or below the threshold, the "
+                                  "median risk of the training patients"),
                       time_bins=ckpt["time_bins"],
                       survival=torch.cumprod(1.0 - hazards, -1)[0].tolist())
+        risks = (reference or {}).get("risks")
+        result["risk_percentile"] = None if not risks else risk_percentile(risk, risks)
+        result["n_training_patients"] = len(risks) if risks else None
     else:
         probs = torch.softmax(logits, -1)[0].tolist()
         names = ckpt["class_names"]
         result.update(probabilities=dict(zip(names, probs, strict=True)),
                       predicted_class=names[int(np.argmax(probs))])
+    pooled_feats = {m: (np.asarray(bags[m].feats, np.float32), np.asarray(bags[m].slide)) for m in mags}
+    result["out_of_distribution"] = out_of_distribution(risk, pooled_feats, reference)
+    ood = result["out_of_distribution"]
+    if ood["flag"]:
+        for why in ood["reasons"]:
+            log.warning("OUT OF DISTRIBUTION: %s", why)
+    elif ood["flag"] is None:
+        log.warning("%s", ood["reasons"][0])
 
     heatmaps = {}
+    gates = result["gate_weights"]
     for k, (path, (thumb, s_mpp, t_mpp), tiles_xy) in enumerate(
             zip(slides, thumbs, coords_xy, strict=True)):
+        tissue = tissue_of(thumb, t_mpp)
         suffix = "" if len(slides) == 1 else f"_{path.stem}"
         for m in mags:
             rows = np.flatnonzero(np.asarray(bags[m].slide) == k)  # this slide's tiles, store order
             xy, size0 = tiles_xy[m]
             if len(rows) != len(xy):
                 raise PredictError(f"slide {path}: {len(rows)} pooled {m} tiles vs {len(xy)} in its store")
-            maps = student_maps(out.tile_weights[m][0, rows].float().cpu().numpy(),
-                                out.clusters[m][0, rows].cpu().numpy(),
+            maps = student_maps(out.tile_weights[m][0].float().cpu().numpy(),
+                                out.clusters[m][0].cpu().numpy(),
                                 int(ckpt["model_kwargs"]["n_prototypes"]))
-            for name, image in paint_maps(thumb, xy, size0, maps, s_mpp, t_mpp).items():
-                out_path = out_dir / f"heatmap_{name}_{m}{suffix}.png"
-                write_image(out_path, image)
-                heatmaps[f"{name}_{m}{suffix}"] = out_path.name
+            sub = {name: tm.subset(rows) for name, tm in maps.items()}
+            pred_line = (prediction_text({"risk": risk}, "survival") if risk is not None
+                         else prediction_text({"pred_label": result["predicted_class"],
+                                               "probability": max(result["probabilities"].values())},
+                                              "classification"))
+            titles = [f"{ckpt.get('variant')} (fold {ckpt.get('fold')}): {path.name}, {m} tiles "
+                      f"({float(ckpt['tiling'][m]['size_um']):g} µm)", pred_line, gate_text(m, gates)]
+            image, _ = heatmap_figure(thumb, xy, size0, sub, s_mpp, t_mpp, [t for t in titles if t],
+                                      tissue=tissue, n_tiles_label=f"patient's {len(bags[m])} {m} tiles",
+                                      n_bag=len(bags[m]))
+            out_path = out_dir / f"heatmap_{m}{suffix}.png"
+            write_image(out_path, image)
+            heatmaps[f"{m}{suffix}"] = out_path.name
     result["heatmaps"] = heatmaps
     result["seconds"] = time.perf_counter() - t0
     # JSON has no Infinity (the last time-bin edge): non-finite numbers become null.
     result = json_ready(result)
     write_json(out_dir / "prediction.json", result)
-    shown = {k: result[k] for k in ("risk", "risk_group", "predicted_class") if k in result}
+    write_summary(out_dir / "summary.html", result, out_dir)
+    shown = {k: result[k] for k in ("risk", "risk_percentile", "risk_group", "predicted_class")
+             if k in result}
     log.info("%s: %s in %.1f s", ", ".join(map(str, slides)), shown, result["seconds"])
     return result
 

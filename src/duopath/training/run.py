@@ -28,6 +28,7 @@ from torch import nn
 from duopath.checkpoints import load_model
 from duopath.config import BASELINE_MODELS, BaselinesConfig, StudentConfig, TeacherConfig
 from duopath.devices import resolve_device
+from duopath.inference.reference import training_reference
 from duopath.layout import FoldPaths
 from duopath.models import build_model
 from duopath.training.architectures import STUDENT_ARCH, model_kwargs, student_kwargs
@@ -255,7 +256,10 @@ def _write(spec: ModelSpec, result: FoldResult, data: FoldData, store: BagStore,
                               settings=settings, seed=seed),
                 "risk_threshold": threshold, "tiling": tile_settings(store, mags),
                 "teacher": {"checkpoint": str(teacher.path), "sha256": teacher.sha256,
-                            "distilled": spec.model == "student"}}
+                            "distilled": spec.model == "student"},
+                # what `duopath predict` compares a new slide with (risk percentile, out of distribution)
+                "reference": training_reference((store.get(x.patient_id) for x in data.samples["train"]),
+                                                mags, result.inner_predictions, data.task)}
         extra = {"risk_threshold": threshold, "teacher_sha256": teacher.sha256}
     return write_fold_outputs(paths, result, data, store, kind=spec.kind, meta=meta, cohort=cohort,
                               model=spec.model, seed=seed, selection=spec.settings.optim.select_on,
