@@ -142,6 +142,14 @@ def wsi_block(inp: ReportInputs) -> str:
         )
         + ".</p>"
     ]
+    cov_cols = [c for c in wsi.columns if str(c).startswith("coverage_")]
+    if cov_cols and (status == "ok").any():
+        finest = cov_cols[-1]
+        cov = wsi.loc[status == "ok", finest].astype(float)
+        worst = wsi.loc[cov.idxmin(), "slide_id"]
+        parts.append(f"<p>Tissue area under a {esc(finest[len('coverage_'):])} tile (coverage): median "
+                     f"{cov.median():.0%}, lowest {cov.min():.0%} ({esc(worst)}); the tiling QC picture of "
+                     "each slide shows what was left out.</p>")
     if not bad.empty:
         by_slide = inp.tables.sheet.set_index("slide_id")["patient_id"].to_dict()
         rows = [
@@ -243,11 +251,11 @@ def evaluated_block(inp: ReportInputs) -> str:
             for r in mine.itertuples():
                 by_reason.setdefault(r.reason, []).append(f"{r.patient_id} (fold {r.fold})")
             why = "; ".join(f"{', '.join(p)}: {reason}" for reason, p in by_reason.items()) or "none"
-            rows.append((esc(model), f"{n_pred} of {n_test}", esc(why)))
+            rows.append((esc(model), esc(why), f"{n_pred} of {n_test}"))
         title = TASK_TITLES.get(task, task).lower()
         parts.append(f"<h3>Patients evaluated ({esc(title)})</h3>"
-                     + table(["model", "test patients evaluated", "test patients left out, and why"], rows,
-                             left=1))
+                     + table(["model", "test patients left out, and why", "test patients evaluated"], rows,
+                             left=2))
     return "".join(parts)
 
 
@@ -287,8 +295,8 @@ def comparison_table(inp: ReportInputs, task: str, models: Sequence[str]) -> str
         + f"<p class=muted>Each cell is the <b>fold-mean ± standard deviation</b> of the metric computed "
         f"on each of the {n_folds} folds' test patients separately; the last column is the same "
         f"primary metric computed once on the <b>pooled</b> test predictions of all folds. With few "
-        f"test patients per fold the two can differ (a fold of 6 patients ranked perfectly scores "
-        f"1.000 while the pooled ranking, across folds, is harder).</p>"
+        f"test patients per fold the two can differ: a small fold ranked perfectly scores 1.000, "
+        f"while the pooled ranking also compares patients across folds, whose models differ.</p>"
     )
 
 
@@ -415,9 +423,9 @@ def task_section(inp: ReportInputs, task: str) -> str:
         "Mean ± standard deviation over the outer folds; best mean in <b>bold</b>; hover "
         "an n/a for its reason.</p>",
         comparison_table(inp, task, models),
+        plots_section(inp, task),
         ablation_table(inp, task),
         paired_section(inp, task),
-        plots_section(inp, task),
         heatmap_section(inp, task),
         per_fold_table(inp, task, models),
     ]

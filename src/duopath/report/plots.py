@@ -98,7 +98,7 @@ def km_figure(pooled: PooledRiskGroups, title: str, time_unit: str = "") -> Figu
     hr = g.hazard_ratio
     hr_text = f"HR {hr.value:.2f} ({g.hr_ci_low:.2f}–{g.hr_ci_high:.2f})" if hr.ok else "HR n/a"
     ax.set_title(f"{title}\nlog-rank p = {_fmt_p(g.logrank_p)}, {hr_text}", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.legend(loc="best", fontsize=8, frameon=True, framealpha=0.8)
     return fig
 
 
@@ -127,7 +127,7 @@ def km_overlay_figure(pooled: Mapping[str, PooledRiskGroups], time_unit: str = "
     if not usable:
         return message_figure("Kaplan–Meier", "no model has risk groups: "
                               + "; ".join(f"{m}: {g.reason}" for m, g in pooled.items()))
-    fig = new_figure(7.5, 4.2 + 0.32 * 2 * len(usable))
+    fig = new_figure(10.0, 4.2 + 0.32 * 2 * len(usable))
     ax, tab = fig.subplots(2, 1, height_ratios=[4.0, 0.34 * 2 * len(usable)], sharex=True)
     t_max = 0.0
     for colour, (m, g) in zip(MODEL_COLOURS * 3, usable.items(), strict=False):
@@ -151,7 +151,8 @@ def km_overlay_figure(pooled: Mapping[str, PooledRiskGroups], time_unit: str = "
     ax.set_title("Kaplan–Meier of the pooled test folds: high vs low predicted risk\n"
                  "(each fold's test patients split at the median risk of its own training patients)",
                  fontsize=10)
-    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    # beside the plot: inside the axes it covered the curves
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ticks = np.linspace(0, t_max, 6) if t_max > 0 else np.array([0.0])
     rows = []
     for m, g in usable.items():
@@ -302,6 +303,12 @@ def training_curves_figure(logs: Mapping[int, pd.DataFrame], title: str, metric_
     ax_loss.set_ylabel("loss (solid: train, dashed: val)")
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylabel(f"validation {metric_label}")
+    if not any(pd.to_numeric(df.get("val_metric", pd.Series(dtype=float)), errors="coerce").notna().any()
+               for df in usable.values()):
+        ax_metric.text(0.5, 0.5, f"validation {metric_label} undefined at every epoch\n(too few "
+                       "validation patients or events)", ha="center", va="center", fontsize=8,
+                       color="#555555", transform=ax_metric.transAxes)
+        ax_metric.set_yticks([])
     # one legend under both panels (fold colours): inside an axes it covered the curves
     handles = [Line2D([], [], color=c, label=f"fold {fold}")
                for c, fold in zip(cycle, sorted(usable), strict=True)]
