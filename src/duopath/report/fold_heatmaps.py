@@ -271,7 +271,8 @@ def write_fold_heatmaps(
                     ]
                     n_bag = len(next(iter(maps[m].values())).values)  # ranks are over the whole bag
                     image, fig = heatmap_figure(thumb, xy, size0, sub, s_mpp, t_mpp, [t for t in titles if t],
-                                                tissue=tissue, n_tiles_label=f"patient's {n_bag} {m} tiles")
+                                                tissue=tissue, n_tiles_label=f"patient's {n_bag} {m} tiles",
+                                                n_bag=n_bag)
                     file = f"{_safe(pid)}_{_safe(sid)}_{_safe(m)}.png"
                     write_image(tmp / file, image)
                     index["images"].append({**info, "slide_id": sid, "magnification": m,

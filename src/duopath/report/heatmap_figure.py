@@ -68,14 +68,21 @@ def gate_text(mag: str, gates: Mapping[str, float] | None) -> str:
     return text
 
 
-def _scale_note(tm: TileMap) -> str:
+ATTENTION_MAPS = ("T", "E")
+"""Maps that are distributions over the patient's tiles (sum 1 over the bag): a uniform weight exists."""
+
+
+def _scale_note(name: str, tm: TileMap, n_bag: int | None) -> str:
+    """The raw range of the weights; for an attention map, next to the uniform weight 1/N."""
     if tm.raw is None:
         return ""
     raw = tm.raw[np.isfinite(tm.raw)]
     if raw.size == 0:
         return ""
-    return (f"weights {raw.min():.2g} – {raw.max():.2g}; uniform would be 1/{raw.size} = "
-            f"{1.0 / raw.size:.2g}")
+    note = f"weights on this slide {raw.min():.2g} – {raw.max():.2g}"
+    if name in ATTENTION_MAPS and n_bag:
+        note += f"; uniform attention would be 1/{n_bag} = {1.0 / n_bag:.2g}"
+    return note
 
 
 def heatmap_figure(
@@ -89,9 +96,11 @@ def heatmap_figure(
     *,
     tissue: np.ndarray | None = None,
     n_tiles_label: str = "tiles",
+    n_bag: int | None = None,
 ) -> tuple[Image.Image, FigureInfo]:
     """Compose the figure (module docstring). ``maps``: panel name → ``TileMap`` (left to right);
-    ``n_tiles_label``: how the colour bar names the tiles ranked (e.g. "20x tiles of the patient")."""
+    ``n_tiles_label``: how the colour bar names the tiles ranked (e.g. "20x tiles of the patient");
+    ``n_bag``: the patient's tiles at this magnification (the uniform attention is 1/n_bag)."""
     h, w = thumbnail_rgb.shape[:2]
     names = list(maps)
     pad, title_h, panel_title_h, bar_h = 20, 22 * len(title_lines) + 16, 30, 86
@@ -131,7 +140,7 @@ def heatmap_figure(
             fig.text(left / fig_w, (bar_h - 62) / fig_h,
                      f"colour: percentile among the {n_tiles_label} (0 = lowest, 100 = highest)",
                      ha="left", va="bottom", fontsize=10)
-            note = _scale_note(tm)
+            note = _scale_note(name, tm, n_bag)
             if note:
                 fig.text(left / fig_w, (bar_h - 78) / fig_h, note, ha="left", va="bottom", fontsize=9,
                          color="#444")
