@@ -96,6 +96,12 @@ def test_students_train_teacher_untouched_kd_terms(cohort: dict, teacher_dir: Pa
     assert ck["tiling"]["20x"]["mpp"] == 0.5
     inner = pd.read_parquet(tmp_path / "kd" / "inner_predictions.parquet")
     assert ck["risk_threshold"] == pytest.approx(float(inner.loc[inner.role == "train", "risk"].median()))
+    # what `predict` compares a new slide with: the training risks and the training slides' embeddings
+    train_risk = inner.loc[inner.role == "train", "risk"].to_numpy(float)
+    assert ck["reference"]["risks"] == pytest.approx(sorted(train_risk))
+    for m in MAGS:
+        ref = ck["reference"]["embedding"][m]
+        assert len(ref["centroid"]) == len(ref["scale"]) and len(ref["distances"]) >= len(train_risk)
     assert ck["teacher"]["sha256"] == before_sha and ck["time_bins"] == load_teacher(ckpt)[1]["time_bins"]
     assert type(model).__name__ == "Student"
 

@@ -167,7 +167,7 @@ def heatmaps(
     ] = False,
     thumb_mpp: Annotated[
         float | None, typer.Option("--thumb-mpp", help="µm/px of the thumbnails (default: long side "
-                                   "1200 px, within 1-8 µm/px)")
+                                   "1200 px, never finer than 1 µm/px)")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | auto")] = "cpu",
     threads: Threads = 0,
