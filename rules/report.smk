@@ -124,6 +124,7 @@ rule report:
         # per model and task, spread over the folds: T and E (or ω and clusters) per patient
         max_heatmaps=CFG.report.heatmap_patients * 2,
         skipped=lambda wc: skipped_models(wc.cohort),
+        time_unit=lambda wc: CFG.cohorts[wc.cohort].time_unit,
     log:
         P(layout.LOGS, rule="report", name="report"),
     threads: 1
@@ -138,4 +139,5 @@ rule report:
         "--wsi-summary {input.wsi_summary:q} --metrics {input.metrics:q} "
         "--summary {input.summary:q} --comparisons {input.comparisons:q} "
         "--cohort {wildcards.cohort} --config-hash {params.config_hash} "
-        "--max-heatmaps {params.max_heatmaps} {params.skipped} --out {output.html:q} > {log:q} 2>&1"
+        "--max-heatmaps {params.max_heatmaps} {params.skipped} --time-unit {params.time_unit:q} "
+        "--out {output.html:q} > {log:q} 2>&1"
