@@ -85,7 +85,8 @@ def timed(cmd: str) -> tuple[float, float, float]:
     """Run ``cmd`` in bash; (start epoch s, wall s, CPU s of the process tree)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start_epoch, t0 = time.time(), time.perf_counter()
-    subprocess.run(["bash", "-c", cmd], check=True, env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    subprocess.run(["bash", "-c", cmd], check=True, env=env)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -136,7 +137,8 @@ def import_costs() -> dict[str, dict[str, float]]:
     costs = {}
     for name, stmt in IMPORTS.items():
         runs = [timed(f"{shlex.quote(sys.executable)} -c {shlex.quote(stmt)}") for _ in range(2)]
-        costs[name] = {"wall_s": round(min(r[1] for r in runs), 2), "cpu_s": round(min(r[2] for r in runs), 2)}
+        costs[name] = {"wall_s": round(min(r[1] for r in runs), 2),
+                       "cpu_s": round(min(r[2] for r in runs), 2)}
     return costs
 
 
