@@ -35,13 +35,17 @@ ALPHAS = np.logspace(-1, 5, 25)
 
 
 def patient_features(features_dir: Path, sheet: pd.DataFrame) -> pd.DataFrame:
-    """Mean tile feature per patient and magnification (over all its slides), side by side."""
+    """Mean tile feature per patient and magnification (over all its slides), side by side.
+
+    A slide without tiles (an ``empty`` store: too little tissue) contributes nothing, as in
+    training; every demo patient keeps at least one slide with tiles.
+    """
     rows = {}
     for pid, slides in sheet.groupby("patient_id")["slide_id"]:
         parts = []
         for mag in ("10x", "20x"):
-            feats = [np.asarray(zarr.open_group(str(features_dir / f"{s}.zarr"), mode="r")[mag]["features"],
-                                dtype=np.float32) for s in slides]
+            stores = [zarr.open_group(str(features_dir / f"{s}.zarr"), mode="r") for s in slides]
+            feats = [np.asarray(g[mag]["features"], dtype=np.float32) for g in stores if mag in g]
             parts.append(np.concatenate(feats).mean(axis=0))
         rows[pid] = np.concatenate(parts)
     return pd.DataFrame.from_dict(rows, orient="index")
