@@ -16,10 +16,13 @@ for _cohort in [c for c in PLAN.cohorts if PLAN.is_demo(c)]:
             out_dir=P(layout.DEMO_DIR, cohort=_cohort),
         log:
             P("logs/demo/{c}.log", c=_cohort),
+        # Slides render in parallel (same bytes whatever the count); every other job waits on
+        # this one, so its threads would otherwise sit idle.
+        threads: 2
         resources:
             mem_mb=3000,
             runtime=30,
         conda:
             "../envs/wsi.yaml"
         shell:
-            "duopath demo --settings {params.settings} --out {params.out_dir} > {log} 2>&1"
+            "duopath demo --settings {params.settings} --out {params.out_dir} --threads {threads} > {log} 2>&1"

@@ -347,6 +347,11 @@ def test_comparisons_against_the_main_model(evaluation) -> None:
     assert boot["metric"] == "c_harrell" and boot["n"] == N_PATIENTS
     assert boot["difference"] == pytest.approx(boot["value"] - boot["reference_value"])
     assert boot["ci_low"] <= boot["difference"] <= boot["ci_high"] < 0  # weak is clearly worse
+    # the paired t row carries the fold interval around the same mean difference; Wilcoxon none
+    t_row = paired[(paired["model"] == "weak") & (paired["metric"] == "c_harrell")
+                   & (paired["test"] == "paired_t") & (paired["task"] == "survival")].iloc[0]
+    assert t_row["ci_low"] < t_row["difference"] < t_row["ci_high"]
+    assert paired[paired["test"] == "wilcoxon"]["ci_low"].isna().all()
     # the IBS comparison with the risk-only model is undefined on every fold, and says why
     ibs = c[(c["model"] == "weak") & (c["metric"] == "ibs")]
     assert ibs["p_value"].isna().all() and ibs["n"].eq(0).all()

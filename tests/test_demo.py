@@ -69,7 +69,9 @@ def test_plan_is_deterministic_cheap_and_well_formed() -> None:
     assert len(patients) == cfg.n_patients
     assert 1 <= (patients["rna_sample_id"] == "").sum() <= 2  # missing-modality cases
     assert plan.groupby("patient_id").size().max() == 2  # some patients have two slides
-    assert 30 <= len(plan) <= 50
+    assert cfg.n_patients < len(plan) <= 1.3 * cfg.n_patients  # most have one: small cohort cost
+    # site-disjoint test folds (one site each) hold 20-30 patients: readable comparisons
+    assert patients.groupby("site").size().between(20, 30).all()
     censored = 1 - patients["event"].mean()
     assert 0.2 <= censored <= 0.5
     # A patient's clinical data are identical on all of its slides.
@@ -147,15 +149,20 @@ def test_count_tiles_on_a_known_mask() -> None:
 
 
 def test_default_slides_meet_the_tile_budget(slide_truth: pd.DataFrame) -> None:
-    """The default cohort must embed in minutes on 2 cores: ~15-20 tiles at 10x and ~60-70 at
-    20x per slide. Two default-size slides are rendered (not written) and counted."""
+    """The default cohort must embed in ~2-3 minutes on 2 CPU cores: ~3,000 tiles in all, i.e.
+    ~5 tiles at 10x and ~20 at 20x per slide. Three default-size slides are rendered (not
+    written) and counted, and the cohort total projected from them."""
     assert (slide_truth["tiles_20x"] >= 2 * slide_truth["tiles_10x"]).all()
     cfg = DemoConfig()
     bank = load_texture_bank(cfg.mpp)
-    for spec in slide_specs(cfg, slides_of(simulate_patients(cfg)))[:2]:
+    specs = slide_specs(cfg, slides_of(simulate_patients(cfg)))
+    per_slide = []
+    for spec in specs[:3]:
         labels = render_slide(spec, bank).labels
-        assert 10 <= count_tiles(labels, TILE_UM["10x"], cfg.mpp) <= 25
-        assert 40 <= count_tiles(labels, TILE_UM["20x"], cfg.mpp) <= 100
+        n10, n20 = count_tiles(labels, TILE_UM["10x"], cfg.mpp), count_tiles(labels, TILE_UM["20x"], cfg.mpp)
+        assert 2 <= n10 <= 10 and 8 <= n20 <= 40
+        per_slide.append(n10 + n20)
+    assert 2000 <= np.mean(per_slide) * len(specs) <= 4000
 
 
 # --- planted truth ----------------------------------------------------------------------------
@@ -216,10 +223,13 @@ def test_rna_counts_are_real_genes_with_planted_programmes(demo_dir: Path, truth
 
 
 def test_outcome_and_label_follow_the_factors(truth: pd.DataFrame) -> None:
-    """On a large simulated cohort (no images): the risk is learnable but not trivially so."""
+    """On a large simulated cohort (no images): the risk is learnable but not trivially so, and
+    the grade is a noisy mix of both factors, so that models differ (no AUC of 1.0)."""
+    from sklearn.metrics import roc_auc_score
     from sksurv.metrics import concordance_index_censored
 
-    assert set(truth.columns) >= {"tumour_factor", "tme_factor", "risk", "tumour_share_observed"}
+    assert set(truth.columns) >= {"tumour_factor", "tme_factor", "risk", "tumour_share_observed",
+                                  "label_probability"}
     patients = simulate_patients(DemoConfig(n_patients=400, seed=11))
     cindex = concordance_index_censored(
         patients["event"].astype(bool), patients["time"], patients["linear_predictor"]
@@ -228,14 +238,24 @@ def test_outcome_and_label_follow_the_factors(truth: pd.DataFrame) -> None:
     assert 0.25 <= 1 - patients["event"].mean() <= 0.45
     high = patients["label"] == "high"
     assert abs(high.mean() - 0.5) < 0.01
-    assert patients.loc[high, "tumour_factor"].mean() > patients.loc[~high, "tumour_factor"].mean() + 1
+    ceiling = roc_auc_score(high, patients["label_probability"])
+    tumour_only = roc_auc_score(high, patients["tumour_factor"])
+    tme_only = roc_auc_score(high, -patients["tme_factor"])
+    assert 0.8 <= ceiling <= 0.92  # the truth itself is not perfect: label noise
+    assert tumour_only < ceiling - 0.03 and 0.6 < tme_only < ceiling - 0.05  # both factors matter
+    # the true probability is calibrated: its mean within quintiles tracks the observed rate
+    quintiles = pd.qcut(patients["label_probability"], 5, labels=False)
+    observed = high.groupby(quintiles).mean()
+    predicted = patients["label_probability"].groupby(quintiles).mean()
+    assert np.abs(observed - predicted).max() < 0.15
 
 
 # --- determinism and errors ---------------------------------------------------------------------
 
 
 def test_same_seed_writes_identical_bytes(demo_dir: Path, tmp_path: Path) -> None:
-    write_demo(TINY, tmp_path)
+    """Also across worker counts: the module fixture renders serially, this one in 2 processes."""
+    write_demo(TINY, tmp_path, workers=2)
     files = sorted(p.relative_to(demo_dir) for p in demo_dir.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     for rel in files:

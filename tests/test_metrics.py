@@ -430,12 +430,15 @@ def test_paired_fold_test_matches_scipy_and_refuses_mismatched_folds() -> None:
     assert res.wilcoxon_p.value == pytest.approx(stats.wilcoxon(va - vb).pvalue)
     assert res.mean_difference == pytest.approx(np.mean(va - vb))
     assert "n=5" in res.caveat and "0.0625" in res.caveat
+    ci = stats.ttest_rel(va, vb).confidence_interval(0.95)
+    assert (res.ci_low, res.ci_high) == pytest.approx((ci.low, ci.high))
     # order of the mapping does not matter, the fold keys do
     assert paired_fold_test(dict(reversed(list(a.items()))), b).t_p.value == pytest.approx(res.t_p.value)
     with pytest.raises(ValueError, match="different folds"):
         paired_fold_test(a, {k + 1: v for k, v in b.items()})
     same = paired_fold_test(a, a)
     assert math.isnan(same.t_p.value) and "identical" in same.t_p.reason
+    assert math.isnan(same.ci_low) and math.isnan(same.ci_high)
 
 
 def test_compare_models_from_long_table_drops_undefined_folds() -> None:

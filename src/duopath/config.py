@@ -65,17 +65,20 @@ class DemoConfig(_Strict):
 
     Hidden tumour and TME factors per patient drive tissue composition, the tumour/TME gene
     groups and the outcome, so every later stage can be checked against a planted truth.
+    The defaults size it for statistics, not pixels: 120 patients in 5 sites (site-disjoint
+    test folds of ~24 patients) on small slides (~5 tiles at 10x, ~20 at 20x), about 3,000
+    tiles in all, so the whole cohort embeds in a few minutes on 2 CPU cores.
     """
 
-    n_patients: int = Field(30, ge=4, le=500)
-    n_sites: int = Field(3, ge=1, le=20)
+    n_patients: int = Field(120, ge=4, le=500)
+    n_sites: int = Field(5, ge=1, le=20)
     max_slides_per_patient: int = Field(2, ge=1, le=4)
     seed: int = 7
     mpp: float = Field(0.5, gt=0.05, le=2.0, description="level-0 µm/px of the written slides")
     tissue_mm: tuple[float, float] = Field(
-        (1.25, 0.95),
+        (0.7, 0.5),
         description="approximate width, height of each slide's tissue area in mm (default: "
-        "~16 tiles at 10x and ~65 at 20x per slide, ~3,400 for the default cohort)",
+        "~5 tiles at 10x and ~20 at 20x per slide, ~3,000 in all for the default cohort)",
     )
     n_genes: int = Field(2000, ge=200, le=20000)
     jpeg_quality: int = Field(

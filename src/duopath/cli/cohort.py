@@ -35,12 +35,13 @@ def validate(config: Annotated[Path, typer.Argument(help="config.yaml")] = Path(
 def demo(
     settings: Settings,
     out: Annotated[Path, typer.Option("--out", help="demo cohort directory")],
+    threads: Annotated[int, typer.Option("--threads", help="processes rendering slides")] = 1,
 ) -> None:
     """Write the embedded demo cohort (slides, RNA counts, clinical table, planted truth)."""
     from duopath.config import DemoConfig
     from duopath.demo import write_demo
 
-    write_demo(DemoConfig.model_validate_json(settings), out)
+    write_demo(DemoConfig.model_validate_json(settings), out, workers=threads)
 
 
 def sheet(

@@ -16,11 +16,12 @@ from duopath.demo.truth import DEMO_SHEET_COLUMNS, plan_demo
 __all__ = ["DEMO_SHEET_COLUMNS", "plan_demo", "write_demo"]
 
 
-def write_demo(cfg: DemoConfig, out_dir: Path) -> None:
+def write_demo(cfg: DemoConfig, out_dir: Path, workers: int = 1) -> None:
     """Write samples.csv, slides/, rna_counts.tsv, truth*.csv, truth_masks/ and README.md.
 
-    See :mod:`duopath.demo.writer` for the layout; deterministic in ``cfg``.
+    See :mod:`duopath.demo.writer` for the layout; deterministic in ``cfg`` whatever
+    ``workers`` (processes that render slides in parallel).
     """
     from duopath.demo.writer import write_demo as _write_demo
 
-    _write_demo(cfg, Path(out_dir))
+    _write_demo(cfg, Path(out_dir), workers=workers)

@@ -78,7 +78,8 @@ LOWER_IS_BETTER = frozenset({"ibs", *CALIBRATION_METRICS})
 METRICS_COLUMNS = ("task", *LONG_COLUMNS)
 SUMMARY_COLUMNS = ("task", "model", "metric", "mean", "std", "n_folds", "n_defined", "reasons")
 #: ``test``: paired_t | wilcoxon (over folds; ``n`` = folds used, ``value`` / ``reference_value``
-#: = the two models' means over those folds, ``p_value``) or bootstrap (pooled out-of-fold
+#: = the two models' means over those folds, ``p_value``; paired_t also the 95 % t interval of the
+#: mean fold difference in ``ci_low``/``ci_high``) or bootstrap (pooled out-of-fold
 #: predictions; ``n`` = patients, ``ci_low``/``ci_high`` the percentile CI; no p-value). Columns
 #: that a test does not produce are empty; ``reason`` says why an estimate or p is undefined.
 COMPARISON_COLUMNS = (
@@ -396,6 +397,7 @@ def _paired_rows(task: str, long: pd.DataFrame, model: str, reference: str, metr
     rows = []
     for test, p in (("paired_t", res.t_p), ("wilcoxon", res.wilcoxon_p)):
         reason = "; ".join(r for r in (p.reason, dropped) if r)
+        ci = (res.ci_low, res.ci_high) if test == "paired_t" else (math.nan, math.nan)
         rows.append(
             _comparison_row(
                 task,
@@ -407,6 +409,8 @@ def _paired_rows(task: str, long: pd.DataFrame, model: str, reference: str, metr
                 value=means[model],
                 reference_value=means[reference],
                 difference=res.mean_difference,
+                ci_low=ci[0],
+                ci_high=ci[1],
                 p_value=p.value,
                 reason=reason,
             )

@@ -92,6 +92,10 @@ class PairedTest:
     wilcoxon_statistic: float
     wilcoxon_p: MetricResult
     caveat: str
+    # 95 % t interval of the mean fold difference (mean ± t_{0.975, n-1}·sd/√n); NaN when the
+    # t-test is undefined. Shares the t-test's anti-conservatism (folds share training patients).
+    ci_low: float = math.nan
+    ci_high: float = math.nan
 
 
 def _small_n_caveat(n: int) -> str:
@@ -153,11 +157,14 @@ def paired_fold_test(
         return PairedTest(
             folds, dropped, 0.0, nan, undefined("paired t p", why), nan, undefined("Wilcoxon p", why), caveat
         )
+    ci_low = ci_high = nan
     if np.ptp(diff) == 0:
         t_stat, t_p = nan, undefined("paired t p", "the difference is the same on every fold: zero variance")
     else:
         res = stats.ttest_rel(sa[both].to_numpy(), sb[both].to_numpy())
         t_stat, t_p = float(res.statistic), MetricResult(float(res.pvalue))
+        half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n))
+        ci_low, ci_high = float(diff.mean()) - half, float(diff.mean()) + half
     w = stats.wilcoxon(diff, zero_method="wilcox")
     return PairedTest(
         folds,
@@ -168,6 +175,8 @@ def paired_fold_test(
         float(w.statistic),
         MetricResult(float(w.pvalue)),
         caveat,
+        ci_low,
+        ci_high,
     )
 
 
