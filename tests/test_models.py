@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from duopath.models import MODELS, Student, Teacher, build_model
+from duopath.models import MODELS, Student, StudentArch, Teacher, TeacherArch, build_model
 from duopath.models.deformable import DeformableTileAttention
 from duopath.models.gating import combine_experts, expert_confidence, survival_outcome_probs
 from duopath.models.grid import estimate_spacing, knn_coords, tent_weights
@@ -46,11 +46,11 @@ def nested_batch(seed: int = 0, side: int = 4, n_real: tuple[int, ...] = (16, 11
 
 def teacher(**kw: object) -> Teacher:
     args = {"feature_dim": D, "n_genes_T": G_T, "n_genes_E": G_E, "n_classes": 4, "gene_hidden": 32}
-    return Teacher(**{**args, **SMALL, **kw})
+    return Teacher(TeacherArch(**{**args, **SMALL, **kw}))
 
 
 def student(**kw: object) -> Student:
-    return Student(**{"feature_dim": D, "n_classes": 4, **SMALL, **kw})
+    return Student(StudentArch(**{"feature_dim": D, "n_classes": 4, **SMALL, **kw}))
 
 
 def run_teacher(model: Teacher, batch: dict):
@@ -295,7 +295,7 @@ def test_gating_modes() -> None:
 def test_model_gate_picks_most_confident_expert() -> None:
     torch.manual_seed(0)
     batch = nested_batch()
-    model = teacher(task="classification").eval()
+    model = teacher(task="classification", gating="max_confidence").eval()
     out = run_teacher(model, batch)
     conf = torch.stack([out.confidence[m] for m in MAGS], 1)
     pick = conf.argmax(1)

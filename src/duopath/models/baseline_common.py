@@ -1,7 +1,7 @@
 """Shared pieces of the comparison baselines (DESIGN.md, "Baselines").
 
-Every baseline takes the SAME keyword arguments (``Baseline.__init__``), so one config section
-builds any of them; arguments a model does not use are still validated and then ignored.
+Every baseline is built from the SAME architecture (``arch.BaselineArch``), so one config section
+builds any of them; fields a model does not use are still validated and then ignored.
 Outputs follow ``contract.ModelOutput`` with baseline-specific keys (see ``contract``):
 ``embeddings[k]["pooled"]`` is the vector each expert's head reads and ``attention[m]["pooled"]``
 the expert's attention over real tiles.
@@ -19,93 +19,52 @@ Building blocks here, written from the papers (no code copied):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from duopath.models.contract import ModelOutput, check_tiles
-from duopath.models.gating import check_head_args, gate_experts
+from duopath.models.arch import BaselineArch
+from duopath.models.experts import MultiExpertModel
 from duopath.models.layers import FeedForward, MultiHeadAttention, masked_softmax
 
 
-class Baseline(nn.Module):
-    """Common constructor, input checks and gating of the baselines.
+class Baseline(MultiExpertModel):
+    """Common constructor, gene checks and gating of the baselines.
 
     Attributes:
         uses_histology / uses_rna: which inputs ``forward`` reads (class constants).
-        experts: keys of ``logits_by_mag`` and ``heads`` (the magnifications, or ``("rna",)``).
+        experts: the expert names (``expert_names``: the magnifications, or ``("rna",)``).
     """
 
+    arch_type = BaselineArch
     uses_histology: bool = True
     uses_rna: bool = False
 
-    def __init__(
-        self,
-        *,
-        feature_dim: int,
-        n_genes_T: int,  # noqa: N803 - T/E are the paper's subspace names
-        n_genes_E: int,  # noqa: N803
-        n_classes: int,
-        task: str = "survival",
-        magnifications: Sequence[str] = ("10x", "20x"),
-        dim: int = 128,
-        n_heads: int = 4,
-        n_layers: int = 2,
-        gene_hidden: int = 256,
-        n_gene_tokens: int = 4,
-        dropout: float = 0.25,
-        gating: str = "max_confidence",
-        gating_temperature: float = 1.0,
-    ) -> None:
-        """Validate and store the shared arguments.
+    def __init__(self, arch: BaselineArch) -> None:
+        """Check the gene counts this model needs and store the shared settings.
 
-        Args:
-            feature_dim: D, tile feature width. n_genes_T / n_genes_E: gene-group sizes
-                (>= 1 for the RNA models; histology-only models ignore them).
-            n_classes: C (classes, or survival bins). task: "survival" | "classification".
-            magnifications: ordered; one expert per magnification in histology models.
-            dim: d. n_heads: attention heads (d % n_heads == 0). n_layers: transformer depth
-                (TransMIL, MCAT). gene_hidden: SNN hidden width. n_gene_tokens: tokens per
-                gene group (MCAT). dropout: in [0, 1).
-            gating: "max_confidence" | "mean" | "softmax"; gating_temperature (> 0) for "softmax".
+        The other fields are checked by ``arch.BaselineArch``; an RNA model needs both gene
+        groups non-empty, a histology-only one ignores them.
         """
-        super().__init__()
-        mags = check_head_args(task, gating, magnifications, n_classes)
-        if not gating_temperature > 0:
-            raise ValueError(f"gating_temperature must be > 0, got {gating_temperature}")
-        for name, value in (("feature_dim", feature_dim), ("dim", dim), ("n_heads", n_heads),
-                            ("n_layers", n_layers), ("gene_hidden", gene_hidden),
-                            ("n_gene_tokens", n_gene_tokens)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if dim % n_heads:
-            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
+        mags = arch.magnifications if self.uses_histology else ()
+        super().__init__(arch, mags or ("rna",))
+        self.magnifications = mags
         lowest = 1 if self.uses_rna else 0
-        for name, value in (("n_genes_T", n_genes_T), ("n_genes_E", n_genes_E)):
+        for name, value in (("n_genes_T", arch.n_genes_T), ("n_genes_E", arch.n_genes_E)):
             if int(value) != value or value < lowest:
                 raise ValueError(f"{name} must be an integer >= {lowest} for {type(self).__name__}, "
                                  f"got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-
-        self.task, self.n_classes, self.feature_dim = task, n_classes, feature_dim
-        self.magnifications: tuple[str, ...] = mags if self.uses_histology else ()
-        self.experts: tuple[str, ...] = self.magnifications or ("rna",)
-        self.dim, self.n_heads, self.n_layers, self.dropout = dim, n_heads, n_layers, dropout
-        self.gene_hidden, self.n_gene_tokens = gene_hidden, n_gene_tokens
-        self.n_genes = {"T": int(n_genes_T), "E": int(n_genes_E)}
-        self.gating, self.gating_temperature = gating, gating_temperature
-        self.heads = nn.ModuleDict()  # filled by subclasses, keyed like ``experts``
+        self.n_heads, self.n_layers, self.dropout = arch.n_heads, arch.n_layers, arch.dropout
+        self.gene_hidden, self.n_gene_tokens = arch.gene_hidden, arch.n_gene_tokens
+        self.n_genes = {"T": int(arch.n_genes_T), "E": int(arch.n_genes_E)}
+        # Registered now and filled by subclasses: the heads stay FIRST in parameter order (the
+        # order gradient clipping sums the norms in), as they always were for the baselines.
+        self.heads = nn.ModuleDict()
 
     @property
-    def _dtype(self) -> torch.dtype:
-        return self.heads[self.experts[0]].weight.dtype
-
-    def _tiles(
-        self, mag: str, feats: Mapping[str, Tensor], mask: Mapping[str, Tensor], coords: Mapping[str, Tensor]
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        return check_tiles(mag, feats, mask, coords, self.feature_dim, self._dtype)
+    def experts(self) -> tuple[str, ...]:
+        return self.expert_names
 
     def _genes(self, genes_T: Tensor | None, genes_E: Tensor | None, batch: int | None) -> dict[str, Tensor]:  # noqa: N803
         """Check both gene groups ([B, n_genes_s]) and cast them to the model's dtype."""
@@ -117,26 +76,8 @@ class Baseline(nn.Module):
                 batch = g.shape[0]
             if tuple(g.shape) != (batch, self.n_genes[s]):
                 raise ValueError(f"genes_{s} must be {(batch, self.n_genes[s])}, got {tuple(g.shape)}")
-            out[s] = g.to(self._dtype)
+            out[s] = g.to(self.param_dtype)
         return out
-
-    def _output(
-        self,
-        logits_by_mag: dict[str, Tensor],
-        embeddings: dict[str, dict[str, Tensor]],
-        attention: dict[str, dict[str, Tensor]],
-    ) -> ModelOutput:
-        """Confidence per expert, gated logits (``gating.combine_experts``), packed output."""
-        confidence, logits, weights = gate_experts(logits_by_mag, self.experts, self.task, self.gating,
-                                                   self.gating_temperature)
-        return ModelOutput(
-            logits=logits,
-            logits_by_mag=logits_by_mag,
-            embeddings=embeddings,
-            attention=attention,
-            confidence=confidence,
-            gate_weights=weights,
-        )
 
 
 class SelfNormalizingNet(nn.Sequential):

@@ -6,7 +6,7 @@
   (``gating.combine_experts``); the RNA encoders are shared across magnifications, as in the
   teacher (the same patient's RNA should mean the same thing at both scales).
 
-Constructor: the shared baseline arguments (``baseline_common.Baseline``). Genes: ``genes_T``
+Constructor: the shared baseline architecture (``arch.BaselineArch``). Genes: ``genes_T``
 [B, n_genes_T] and ``genes_E`` [B, n_genes_E] are required (ValueError otherwise); the late
 fusion models and the SNN read their concatenation, MCAT encodes each group into tokens.
 
@@ -18,12 +18,12 @@ Outputs per expert k: ``embeddings[k]["pooled"]`` [B, d] is the head input; fusi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from duopath.models.arch import BaselineArch
 from duopath.models.baseline_common import AttentionMILBranch, Baseline, SelfNormalizingNet, TokenPath
 from duopath.models.contract import SUBSPACES, ModelOutput
 from duopath.models.layers import GeneEncoder, MultiHeadAttention
@@ -40,8 +40,8 @@ class SNN(Baseline):
     uses_histology = False
     uses_rna = True
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, arch: BaselineArch) -> None:
+        super().__init__(arch)
         n_in = self.n_genes["T"] + self.n_genes["E"]
         self.encoder = SelfNormalizingNet(n_in, (self.gene_hidden, self.dim), self.dropout)
         self.heads = nn.ModuleDict({"rna": nn.Linear(self.dim, self.n_classes)})
@@ -58,7 +58,7 @@ class SNN(Baseline):
         del feats, mask, coords
         genes = self._genes(genes_T, genes_E, None)
         h = self.encoder(torch.cat([genes[s] for s in SUBSPACES], dim=-1))
-        return self._output({"rna": self.heads["rna"](h)}, {"rna": {"pooled": h}}, {})
+        return self.gated_output({"rna": self.heads["rna"](h)}, {"rna": {"pooled": h}}, {})
 
 
 class GatedKroneckerFusion(nn.Module):
@@ -97,8 +97,8 @@ class _LateFusion(Baseline):
     uses_rna = True
     _fusion: Callable[[], nn.Module]
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, arch: BaselineArch) -> None:
+        super().__init__(arch)
         n_in = self.n_genes["T"] + self.n_genes["E"]
         self.gene_encoder = SelfNormalizingNet(n_in, (self.gene_hidden, self.dim), self.dropout)
         self.branches = nn.ModuleDict(
@@ -116,7 +116,7 @@ class _LateFusion(Baseline):
         genes_E: Tensor | None = None,  # noqa: N803
     ) -> ModelOutput:
         """Run every magnification's expert and gate them (shapes: module docstring)."""
-        tiles = {m: self._tiles(m, feats, mask, coords) for m in self.magnifications}
+        tiles = {m: self.tiles(m, feats, mask, coords) for m in self.magnifications}
         genes = self._genes(genes_T, genes_E, tiles[self.magnifications[0]][0].shape[0])
         h_rna = self.gene_encoder(torch.cat([genes[s] for s in SUBSPACES], dim=-1))
         logits, embeddings, attention = {}, {}, {}
@@ -127,7 +127,7 @@ class _LateFusion(Baseline):
             logits[m] = self.heads[m](fused)
             embeddings[m] = {"pooled": fused, "wsi": h_wsi, "rna": h_rna}
             attention[m] = {"pooled": amap}
-        return self._output(logits, embeddings, attention)
+        return self.gated_output(logits, embeddings, attention)
 
 
 class _Concat(nn.Module):
@@ -198,8 +198,8 @@ class MCAT(Baseline):
 
     uses_rna = True
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, arch: BaselineArch) -> None:
+        super().__init__(arch)
         d, mags = self.dim, self.magnifications
         self.gene_encoders = nn.ModuleDict(
             {
@@ -228,7 +228,7 @@ class MCAT(Baseline):
         genes_E: Tensor | None = None,  # noqa: N803
     ) -> ModelOutput:
         """Run every magnification's expert and gate them (shapes: class docstring)."""
-        tiles = {m: self._tiles(m, feats, mask, coords) for m in self.magnifications}
+        tiles = {m: self.tiles(m, feats, mask, coords) for m in self.magnifications}
         genes = self._genes(genes_T, genes_E, tiles[self.magnifications[0]][0].shape[0])
         n = self.n_gene_tokens
         queries = torch.cat([self.gene_encoders[s](genes[s]) for s in SUBSPACES], dim=1)  # [B, 2n, d]
@@ -249,4 +249,4 @@ class MCAT(Baseline):
                 "T": weights[:, :n].mean(dim=1, keepdim=True),
                 "E": weights[:, n:].mean(dim=1, keepdim=True),
             }
-        return self._output(logits, embeddings, attention)
+        return self.gated_output(logits, embeddings, attention)

@@ -3,7 +3,7 @@
 Both build ONE expert per magnification (own tile projection, pooling and head) and gate the
 experts per sample exactly as the teacher and student do (``gating.combine_experts``), so the
 comparison with the dual-magnification models is like for like. Genes are ignored.
-Constructor: the shared baseline arguments (``baseline_common.Baseline``).
+Constructor: the shared baseline architecture (``arch.BaselineArch``).
 
 Outputs per magnification m: ``embeddings[m]["pooled"]`` [B, d] (the head input) and
 ``attention[m]["pooled"]`` [B, 1, N_m], a distribution over real tiles (zero on padding).
@@ -12,11 +12,11 @@ Outputs per magnification m: ``embeddings[m]["pooled"]`` [B, d] (the head input)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from duopath.models.arch import BaselineArch
 from duopath.models.baseline_common import AttentionMILBranch, Baseline, TransformerLayer
 from duopath.models.contract import ModelOutput
 from duopath.models.grid import estimate_spacing
@@ -37,8 +37,8 @@ class SlideOnly(Baseline):
 
     _branch: Callable[[], nn.Module]
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, arch: BaselineArch) -> None:
+        super().__init__(arch)
         self.branches = nn.ModuleDict({m: self._branch() for m in self.magnifications})
         self.heads = nn.ModuleDict({m: nn.Linear(self.dim, self.n_classes) for m in self.magnifications})
 
@@ -54,11 +54,11 @@ class SlideOnly(Baseline):
         del genes_T, genes_E
         logits, embeddings, attention = {}, {}, {}
         for m in self.magnifications:
-            x, msk, xy = self._tiles(m, feats, mask, coords)
+            x, msk, xy = self.tiles(m, feats, mask, coords)
             pooled, amap = self.branches[m](x, msk, xy)
             logits[m] = self.heads[m](pooled)
             embeddings[m], attention[m] = {"pooled": pooled}, {"pooled": amap}
-        return self._output(logits, embeddings, attention)
+        return self.gated_output(logits, embeddings, attention)
 
 
 class ABMIL(SlideOnly):

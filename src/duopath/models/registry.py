@@ -1,25 +1,24 @@
-"""Model registry: name → builder, built from a plain kwargs mapping.
+"""Model registry: name → model class, built from its architecture or from that as plain JSON.
 
-Why plain kwargs: the validated config models belong to ``duopath.config`` (added by the lead);
-the registry only needs a mapping, so it stays usable from tests, notebooks and the CLI.
+Every model is a ``MultiExpertModel`` built from one architecture value (``duopath.models.arch``);
+a checkpoint stores that value as JSON (``Architecture.to_json``), so :func:`build_model`
+rebuilds any trained model from its name and that JSON, without the config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
-
 from duopath.config import BASELINE_MODELS
+from duopath.models.arch import Architecture
 from duopath.models.baselines_fusion import MCAT, SNN, BilinearFusion, ConcatFusion
 from duopath.models.baselines_wsi import ABMIL, TransMIL
+from duopath.models.experts import MultiExpertModel
 from duopath.models.student import Student
 from duopath.models.teacher import Teacher
 
-ModelBuilder = Callable[..., nn.Module]
-
-MODELS: dict[str, ModelBuilder] = {
+MODELS: dict[str, type[MultiExpertModel]] = {
     "teacher": Teacher,
     "student": Student,
     # baselines: names and the data each needs are duopath.config.BASELINE_MODELS
@@ -32,19 +31,27 @@ MODELS: dict[str, ModelBuilder] = {
 }
 
 BASELINES: tuple[str, ...] = tuple(BASELINE_MODELS)
-"""Comparison baselines (DESIGN.md, "Baselines"): all take the same keyword arguments
-(``baseline_common.Baseline``), so one config section builds any of them."""
+"""Comparison baselines (DESIGN.md, "Baselines"): all built from the same ``BaselineArch``, so
+one config section builds any of them."""
 
 
-def build_model(name: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:
-    """Build model ``name`` from keyword arguments (a YAML section as a dict).
+def model_class(name: str) -> type[MultiExpertModel]:
+    """The class registered as ``name`` (KeyError listing the known names otherwise)."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {sorted(MODELS)}") from None
+
+
+def build_model(name: str, arch: Architecture | Mapping[str, Any]) -> MultiExpertModel:
+    """Build model ``name`` from its architecture, or from that architecture's JSON (a mapping).
 
     Raises:
         KeyError: unknown model name (the message lists the known ones).
-        TypeError: an unknown or missing argument (raised by the constructor, naming it).
+        TypeError: an unknown or missing field (naming it), or an architecture of another family.
+        ValueError: a field out of range (the architecture's own checks).
     """
-    try:
-        builder = MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known: {sorted(MODELS)}") from None
-    return builder(**dict(kwargs or {}))
+    cls = model_class(name)
+    if not isinstance(arch, Architecture):
+        arch = cls.arch_type.from_json(arch)
+    return cls(arch)

@@ -23,13 +23,14 @@ cluster × its ω share within the cluster), plus ``tile_weights`` (ω) and ``cl
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
-from duopath.models.contract import SUBSPACES, ModelOutput, check_tiles
-from duopath.models.gating import check_head_args, gate_experts
+from duopath.models.arch import StudentArch
+from duopath.models.contract import SUBSPACES, ModelOutput
+from duopath.models.experts import MultiExpertModel
 from duopath.models.ita import dpc_knn, merge_tokens
 from duopath.models.layers import FeedForward
 from duopath.models.tile_attention import FullTileAttention, NeighbourhoodAttention
@@ -101,63 +102,32 @@ class StudentExpert(nn.Module):
         }
 
 
-class Student(nn.Module):
+class Student(MultiExpertModel):
     """Histology-only student (see module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        feature_dim: int,
-        n_classes: int,
-        task: str = "survival",
-        magnifications: Sequence[str] = ("10x", "20x"),
-        dim: int = 128,
-        n_heads: int = 4,
-        tile_attention: str = "knn",
-        n_neighbours: int = 9,
-        n_prototypes: int = 2,
-        dpc_k: int = 5,
-        dropout: float = 0.25,
-        omega_clamp: float = 10.0,
-        gating: str = "max_confidence",
-        gating_temperature: float = 1.0,
-    ) -> None:
-        """Build the student.
+    arch_type = StudentArch
 
-        Args:
-            feature_dim: D. n_classes: C. task: "survival" | "classification".
-            magnifications: ordered, as in the teacher it is distilled from.
-            dim: d (must equal the teacher's for SKD's MSE). n_heads: attention heads.
-            tile_attention: "knn" (default, local on the real layout) or "full" (SDPA).
-            n_neighbours: tiles per kNN neighbourhood (itself included).
-            n_prototypes: K ITA prototypes (2 default; 8, 32 as in the paper's ablation).
-            dpc_k: neighbours for DPC-KNN density (5). omega_clamp: bound on log ω.
-            gating, gating_temperature: as in the teacher.
-        """
-        super().__init__()
-        mags = check_head_args(task, gating, magnifications, n_classes)
-        if n_prototypes < 1 or dpc_k < 1:
-            raise ValueError("n_prototypes and dpc_k must be >= 1")
-        self.task, self.magnifications, self.dim = task, mags, dim
-        self.feature_dim, self.n_classes, self.n_prototypes = feature_dim, n_classes, n_prototypes
-        self.gating, self.gating_temperature = gating, gating_temperature
+    def __init__(self, arch: StudentArch) -> None:
+        """Build the student of ``arch`` (its fields, their meaning and checks: ``arch.StudentArch``)."""
+        super().__init__(arch)
+        self.n_prototypes = arch.n_prototypes
         self.experts = nn.ModuleDict(
             {
                 m: StudentExpert(
-                    feature_dim,
-                    dim,
-                    n_heads,
-                    tile_attention,
-                    n_neighbours,
-                    n_prototypes,
-                    dpc_k,
-                    dropout,
-                    omega_clamp,
+                    arch.feature_dim,
+                    arch.dim,
+                    arch.n_heads,
+                    arch.tile_attention,
+                    arch.n_neighbours,
+                    arch.n_prototypes,
+                    arch.dpc_k,
+                    arch.dropout,
+                    arch.omega_clamp,
                 )
-                for m in mags
+                for m in self.magnifications
             }
         )
-        self.heads = nn.ModuleDict({m: nn.Linear(2 * dim, n_classes) for m in mags})
+        self.heads = self.make_heads(2 * arch.dim)
 
     def forward(
         self,
@@ -171,22 +141,17 @@ class Student(nn.Module):
         attention: dict[str, dict[str, Tensor]] = {}
         ita: dict[str, dict[str, Tensor]] = {}
         for m in self.magnifications:
-            x, msk, xy = check_tiles(m, feats, mask, coords, self.feature_dim, self.heads[m].weight.dtype)
+            x, msk, xy = self.tiles(m, feats, mask, coords)
             res = self.experts[m](x, msk, xy)
             emb = res["embedding"]
             embeddings[m] = {s: emb[:, i] for i, s in enumerate(SUBSPACES)}
             attention[m] = {s: res["tile_attention"][:, i : i + 1] for i, s in enumerate(SUBSPACES)}
             logits_by_mag[m] = self.heads[m](emb.flatten(1))
             ita[m] = res
-        confidence, logits, weights = gate_experts(logits_by_mag, self.magnifications, self.task,
-                                                   self.gating, self.gating_temperature)
-        return ModelOutput(
-            logits=logits,
-            logits_by_mag=logits_by_mag,
-            embeddings=embeddings,
-            attention=attention,
-            confidence=confidence,
-            gate_weights=weights,
+        return self.gated_output(
+            logits_by_mag,
+            embeddings,
+            attention,
             prototypes={m: r["prototypes"] for m, r in ita.items()},
             prototype_mask={m: r["prototype_mask"] for m, r in ita.items()},
             tile_weights={m: r["omega"] for m, r in ita.items()},

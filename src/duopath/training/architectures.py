@@ -1,70 +1,84 @@
-"""The keyword arguments each trained model is built with: architecture settings + fold sizes.
+"""The architecture each trained model is built from: config hyper-parameters + fold sizes.
 
-Stored in the checkpoint as plain values, so a checkpoint rebuilds its model without the config.
-The data-dependent sizes (feature width, gene-group sizes, classes or survival bins, task,
-magnifications) come from the fold; the rest from the model's config section.
+One function per model family, all through :func:`from_config`: every hyper-parameter field of
+the family's architecture (``duopath.models.arch``) is read from the config section(s) by its
+own name, so a new hyper-parameter needs no key list here. The data-dependent sizes (feature
+width, gene-group sizes, classes or survival bins, task, magnifications, the RNA-mean vectors)
+come from the fold. The result is stored in the checkpoint (``Architecture.to_json``), so a
+checkpoint rebuilds its model without the config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from duopath.config import StudentConfig, TeacherConfig
+from pydantic import BaseModel
+
+from duopath.config import BaselinesConfig, StudentConfig, TeacherConfig
+from duopath.models.arch import Architecture, BaselineArch, StudentArch, TeacherArch
 from duopath.training.fold_data import FoldData
-from duopath.training.variants import BASE_MODEL, registry_name
+
+__all__ = ["STUDENT_ARCH", "baseline_arch", "from_config", "student_arch", "teacher_arch"]
 
 STUDENT_ARCH = "student"
 """The ``duopath.models`` registry entry both students (with and without SKD) are built from."""
 
+A = TypeVar("A", bound=Architecture)
 
-def model_kwargs(cfg: TeacherConfig, data: FoldData, feature_dim: int, *, model: str = BASE_MODEL,
-                 arch: dict | None = None) -> dict:
-    """Keyword arguments of model ``model`` (plain values: stored in the checkpoint).
 
-    The teacher and its ablations take their architecture from ``cfg``; a baseline from
-    ``arch`` (``variants.baseline_kwargs``), plus the same data-dependent sizes.
+def from_config(arch: type[A], sections: Sequence[BaseModel], **fixed: Any) -> A:
+    """``arch`` with the values ``fixed`` by the caller (the data sizes, or a setting the caller
+    resolved) and every other hyper-parameter from the first of ``sections`` with a field of that
+    name.
+
+    Raises:
+        TypeError: a hyper-parameter no section configures (add it to ``duopath.config``).
     """
-    data_kw = {
-        "feature_dim": int(feature_dim),
-        "n_genes_T": len(data.genes.genes_T),
-        "n_genes_E": len(data.genes.genes_E),
-        "n_classes": data.n_classes,
-        "task": data.task,
-        "magnifications": list(cfg.magnifications or []),
-    }
-    if not data_kw["magnifications"]:
+    values = dict(fixed)
+    for name in arch.hyper_parameters():
+        if name in values:
+            continue
+        section = next((s for s in sections if name in type(s).model_fields), None)
+        if section is None:
+            raise TypeError(f"{arch.__name__}.{name} is set by no config section "
+                            f"({[type(s).__name__ for s in sections]})")
+        values[name] = getattr(section, name)
+    return arch(**values)
+
+
+def _sizes(data: FoldData, feature_dim: int, magnifications: Sequence[str]) -> dict[str, Any]:
+    if not magnifications:
         raise ValueError("cfg.magnifications must be resolved (use variant_config)")
-    if registry_name(model) != BASE_MODEL:
-        if arch is None:
-            raise ValueError(f"baseline {model!r} needs its architecture settings (arch)")
-        return {**data_kw, **arch}
-    kw = {
-        **data_kw,
-        **{k: getattr(cfg, k) for k in (
-            "dim", "n_heads", "n_gene_tokens", "gene_hidden", "attention", "n_refs", "n_points",
-            "n_interp", "max_offset_tiles", "gene_select_keys", "dropout", "gating",
-            "gating_temperature", "disentangle")},
-    }
+    return {"feature_dim": int(feature_dim), "n_classes": data.n_classes, "task": data.task,
+            "magnifications": tuple(magnifications)}
+
+
+def _gene_sizes(data: FoldData) -> dict[str, int]:
+    return {"n_genes_T": len(data.genes.genes_T), "n_genes_E": len(data.genes.genes_E)}
+
+
+def teacher_arch(cfg: TeacherConfig, data: FoldData, feature_dim: int) -> TeacherArch:
+    """The teacher (or ablation) of resolved settings ``cfg`` (``variants.variant_config``)."""
+    sizes = {**_sizes(data, feature_dim, cfg.magnifications or ()), **_gene_sizes(data)}
     if cfg.rna_mean:
-        kw["rna_mean_T"] = data.genes.train_mean_T.tolist()
-        kw["rna_mean_E"] = data.genes.train_mean_E.tolist()
-    return kw
+        sizes["rna_mean_T"] = tuple(data.genes.train_mean_T.tolist())
+        sizes["rna_mean_E"] = tuple(data.genes.train_mean_E.tolist())
+    return from_config(TeacherArch, [cfg], **sizes)
 
 
-def student_kwargs(cfg: StudentConfig, data: FoldData, feature_dim: int, mags: Sequence[str],
-                   teacher_dim: int) -> dict:
-    """Keyword arguments of ``duopath.models.Student`` (plain values: stored in the checkpoint)."""
+def baseline_arch(cfg: BaselinesConfig, teacher: TeacherConfig, data: FoldData,
+                  feature_dim: int) -> BaselineArch:
+    """A baseline: its own section's settings, the gate of the teacher it is compared with."""
+    sizes = {**_sizes(data, feature_dim, teacher.magnifications or ()), **_gene_sizes(data)}
+    return from_config(BaselineArch, [cfg, teacher], **sizes)
+
+
+def student_arch(cfg: StudentConfig, data: FoldData, feature_dim: int, mags: Sequence[str],
+                 teacher_dim: int) -> StudentArch:
+    """A student of the teacher of width ``teacher_dim`` (SKD's MSE compares the embeddings)."""
     dim = teacher_dim if cfg.dim is None else int(cfg.dim)
     if dim != teacher_dim:
         raise ValueError(f"student.dim={dim} differs from the teacher's dim={teacher_dim}: SKD's MSE "
                          "compares the embeddings (set student.dim: null)")
-    return {
-        "feature_dim": int(feature_dim),
-        "n_classes": data.n_classes,
-        "task": data.task,
-        "magnifications": list(mags),
-        "dim": dim,
-        **{k: getattr(cfg, k) for k in (
-            "n_heads", "tile_attention", "n_neighbours", "n_prototypes", "dpc_k", "dropout",
-            "omega_clamp", "gating", "gating_temperature")},
-    }
+    return from_config(StudentArch, [cfg], **_sizes(data, feature_dim, mags), dim=dim)

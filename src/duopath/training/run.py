@@ -31,7 +31,7 @@ from duopath.devices import resolve_device
 from duopath.inference.reference import training_reference
 from duopath.layout import FoldPaths
 from duopath.models import build_model
-from duopath.training.architectures import STUDENT_ARCH, model_kwargs, student_kwargs
+from duopath.training.architectures import STUDENT_ARCH, baseline_arch, student_arch, teacher_arch
 from duopath.training.data import BagStore, DataError
 from duopath.training.fold_data import CohortInputs, FoldData, load_inputs, prepare_fold
 from duopath.training.loop import FoldResult, fit_epochs, fold_seeds
@@ -47,7 +47,6 @@ from duopath.training.outputs import (
 )
 from duopath.training.variants import (
     STUDENT_MODELS,
-    baseline_kwargs,
     model_kind,
     registry_name,
     variant_config,
@@ -61,15 +60,16 @@ class ModelSpec:
     """What a trained model name means: its kind, settings and magnifications (coarse to fine).
 
     ``teacher``: the resolved teacher settings (``variants.variant_config``) of a teacher,
-    ablation or baseline -- their protocol and task loss; ``arch``: a baseline's architecture;
-    ``student``: a student's settings (its task loss is its fold teacher's, from the checkpoint).
+    ablation or baseline -- their protocol and task loss; ``baselines``: a baseline's section
+    (its architecture, ``architectures.baseline_arch``); ``student``: a student's settings (its
+    task loss is its fold teacher's, from the checkpoint).
     """
 
     model: str
     kind: str
     magnifications: tuple[str, ...]
     teacher: TeacherConfig | None = None
-    arch: dict | None = None
+    baselines: BaselinesConfig | None = None
     student: StudentConfig | None = None
 
     @property
@@ -104,8 +104,8 @@ def model_spec(
     if teacher is None:
         raise ValueError(f"{model} needs the teacher settings")
     variant = variant_config(teacher, model, list(tiled_magnifications))
-    arch = baseline_kwargs(baselines or BaselinesConfig(), teacher) if kind == "baseline" else None
-    return ModelSpec(model, kind, tuple(variant.magnifications or ()), teacher=variant, arch=arch)
+    section = (baselines or BaselinesConfig()) if kind == "baseline" else None
+    return ModelSpec(model, kind, tuple(variant.magnifications or ()), teacher=variant, baselines=section)
 
 
 @dataclass
@@ -175,8 +175,8 @@ def train_fold(
     if spec.kind == "student":
         cfg = spec.student
         assert cfg is not None and teacher_cfg is not None and teacher_dim is not None
-        kwargs = student_kwargs(cfg, data, store.feature_dim, mags, teacher_dim)
-        model = build_model(STUDENT_ARCH, kwargs).to(device)
+        arch = student_arch(cfg, data, store.feature_dim, mags, teacher_dim)
+        model = build_model(STUDENT_ARCH, arch).to(device)
         targets = None
         if teacher is not None:
             teacher.to(device).eval().requires_grad_(False)
@@ -186,12 +186,16 @@ def train_fold(
     else:
         cfg = spec.teacher
         assert cfg is not None
-        kwargs = model_kwargs(cfg, data, store.feature_dim, model=spec.model, arch=spec.arch)
-        model = build_model(registry_name(spec.model), kwargs).to(device)
+        if spec.kind == "baseline":
+            assert spec.baselines is not None
+            arch = baseline_arch(spec.baselines, cfg, data, store.feature_dim)
+        else:
+            arch = teacher_arch(cfg, data, store.feature_dim)
+        model = build_model(registry_name(spec.model), arch).to(device)
         step = teacher_step(model, data, cfg, mags)
         loss_cfg, desc, genes = cfg, f"fold {data.fold}", True
     return fit_epochs(model, data, store, mags, optim=cfg.optim, max_tiles=cfg.max_tiles_train, seq=seq,
-                      step=step, genes=genes, loss_cfg=loss_cfg, kwargs=kwargs, desc=desc,
+                      step=step, genes=genes, loss_cfg=loss_cfg, kwargs=arch.to_json(), desc=desc,
                       progress=progress, device=device)
 
 

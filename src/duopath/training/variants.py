@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from duopath.config import BASELINE_MODELS, TEACHER_ABLATIONS, BaselinesConfig, TeacherConfig
 
-__all__ = ["BASE_MODEL", "STUDENT_MODELS", "baseline_kwargs", "baseline_names", "model_kind", "model_names",
+__all__ = ["BASE_MODEL", "STUDENT_MODELS", "baseline_names", "model_kind", "model_names",
            "registry_name", "variant_config"]
 
 BASE_MODEL = "teacher"
@@ -102,14 +102,3 @@ def baseline_names(cfg: BaselinesConfig, *, has_rna: bool) -> tuple[list[str], d
         else:
             run.append(name)
     return run, skipped
-
-
-def baseline_kwargs(cfg: BaselinesConfig, teacher: TeacherConfig) -> dict:
-    """Architecture keyword arguments shared by every baseline (the data-dependent ones, such as
-    feature_dim, gene counts and classes, are added by the trainer)."""
-    return {
-        **{k: getattr(cfg, k) for k in ("dim", "n_heads", "n_layers", "n_gene_tokens", "gene_hidden",
-                                        "dropout")},
-        "gating": teacher.gating,
-        "gating_temperature": teacher.gating_temperature,
-    }

@@ -1,0 +1,81 @@
+"""The skeleton every model shares: one expert per magnification, a head each, one gate.
+
+The teacher, the student and every baseline are "M experts, each ending in a Linear head over
+C outputs, gated per sample" (DESIGN.md, "Model"); they differ only in what an expert computes.
+:class:`MultiExpertModel` holds what they share -- the architecture value (already validated,
+``duopath.models.arch``), the expert names, the heads' construction, the per-magnification
+input check and the gated output -- so a model writes only its experts and its ``forward``.
+
+Why the heads are built by the subclass (``self.heads = self.make_heads(...)``) and not here:
+a module's parameters are created -- and drawn from the RNG -- in registration order, so where
+the heads are created decides every initial weight; each model keeps its own order, and with it
+its initial weights and state-dict names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from duopath.models.arch import Architecture
+from duopath.models.contract import ModelOutput, check_tiles
+from duopath.models.gating import gate_experts
+
+
+class MultiExpertModel(nn.Module):
+    """Base of the teacher, the student and the baselines (module docstring).
+
+    Attributes:
+        arch_type: the architecture family a subclass is built from (``registry.build_model``
+            rebuilds it from a checkpoint's JSON).
+        arch: the architecture value this model was built from.
+        expert_names: keys of ``heads`` and of ``ModelOutput.logits_by_mag``, in gate order
+            (the magnifications, or e.g. ``("rna",)`` for an RNA-only model).
+    """
+
+    arch_type: ClassVar[type[Architecture]] = Architecture
+    heads: nn.ModuleDict
+
+    def __init__(self, arch: Architecture, expert_names: Sequence[str] | None = None) -> None:
+        super().__init__()
+        if not isinstance(arch, self.arch_type):
+            raise TypeError(f"{type(self).__name__} is built from a {self.arch_type.__name__}, "
+                            f"got {type(arch).__name__}")
+        self.arch = arch
+        self.task, self.feature_dim, self.n_classes = arch.task, arch.feature_dim, arch.n_classes
+        self.dim = arch.dim
+        self.magnifications: tuple[str, ...] = arch.magnifications
+        self.gating, self.gating_temperature = arch.gating, arch.gating_temperature
+        names = self.magnifications if expert_names is None else expert_names
+        self.expert_names: tuple[str, ...] = tuple(names)
+
+    def make_heads(self, in_dim: int) -> nn.ModuleDict:
+        """One Linear(in_dim → C) head per expert."""
+        return nn.ModuleDict({k: nn.Linear(in_dim, self.n_classes) for k in self.expert_names})
+
+    @property
+    def param_dtype(self) -> torch.dtype:
+        """The dtype inputs are cast to (the heads', i.e. the model's)."""
+        return self.heads[self.expert_names[0]].weight.dtype
+
+    def tiles(
+        self, mag: str, feats: Mapping[str, Tensor], mask: Mapping[str, Tensor], coords: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Magnification ``mag``'s checked inputs (``contract.check_tiles``)."""
+        return check_tiles(mag, feats, mask, coords, self.feature_dim, self.param_dtype)
+
+    def gated_output(
+        self,
+        logits_by_expert: dict[str, Tensor],
+        embeddings: dict[str, dict[str, Tensor]],
+        attention: dict[str, dict[str, Tensor]],
+        **extra: Any,
+    ) -> ModelOutput:
+        """Confidence per expert, gated logits (``gating.gate_experts``), the packed output."""
+        confidence, logits, weights = gate_experts(logits_by_expert, self.expert_names, self.task,
+                                                   self.gating, self.gating_temperature)
+        return ModelOutput(logits=logits, logits_by_mag=logits_by_expert, embeddings=embeddings,
+                           attention=attention, confidence=confidence, gate_weights=weights, **extra)

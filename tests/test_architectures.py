@@ -1,0 +1,125 @@
+"""Typed model architectures: derived from the config in one place, stored as JSON, rebuilt.
+
+What must hold: every hyper-parameter of an architecture is a config field of the same name and
+default (so a new one is declared once per side and copied by name, never listed by hand); a field
+no config section has is refused; the JSON a checkpoint stores rebuilds the same architecture and,
+through a real checkpoint file, the same model; constructors refuse an architecture of another
+family; the shared multi-expert base gives every model the same expert names and heads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from duopath.checkpoints import load_model, save_checkpoint
+from duopath.config import BaselinesConfig, StudentConfig, TeacherConfig
+from duopath.models import (
+    BASELINES,
+    MODELS,
+    BaselineArch,
+    MultiExpertModel,
+    StudentArch,
+    Teacher,
+    TeacherArch,
+    build_model,
+)
+from duopath.models.arch import DATA_FIELDS
+from duopath.training.architectures import baseline_arch, from_config, student_arch, teacher_arch
+
+MAGS = ("10x", "20x")
+SECTIONS = {TeacherArch: (TeacherConfig,), StudentArch: (StudentConfig,),
+            BaselineArch: (BaselinesConfig, TeacherConfig)}
+
+
+def fold(task: str = "survival") -> SimpleNamespace:
+    """The parts of a ``FoldData`` the architectures read: task, classes, gene groups, RNA means."""
+    genes = SimpleNamespace(genes_T=["a", "b", "c"], genes_E=["d", "e"],
+                            train_mean_T=np.array([0.1, 0.2, 0.3]), train_mean_E=np.array([1.5, -2.0]))
+    return SimpleNamespace(task=task, n_classes=4 if task == "survival" else 2, genes=genes)
+
+
+@pytest.mark.parametrize("arch", list(SECTIONS))
+def test_hyper_parameters_are_config_fields_with_the_same_default(arch: type) -> None:
+    sections = SECTIONS[arch]
+    defaults = {f.name: f.default for f in dataclasses.fields(arch)}
+    assert set(arch.hyper_parameters()) == set(defaults) - DATA_FIELDS
+    for name in arch.hyper_parameters():
+        owner = next((s for s in sections if name in s.model_fields), None)
+        assert owner is not None, f"{arch.__name__}.{name} has no config field"
+        if (arch, name) == (StudentArch, "dim"):  # null in the config: the teacher's width
+            assert owner.model_fields[name].default is None
+            continue
+        assert owner.model_fields[name].default == defaults[name], f"{arch.__name__}.{name}"
+
+
+def test_from_config_copies_by_name_and_refuses_an_unconfigured_field() -> None:
+    cfg = TeacherConfig(dim=16, n_heads=2, n_refs=3, attention="cross", gating="softmax",
+                        gating_temperature=0.5, magnifications=list(MAGS), rna_mean=True)
+    arch = teacher_arch(cfg, fold(), feature_dim=24)
+    assert (arch.dim, arch.n_refs, arch.attention, arch.gating, arch.gating_temperature) == \
+        (16, 3, "cross", "softmax", 0.5)
+    assert (arch.feature_dim, arch.n_genes_T, arch.n_genes_E, arch.n_classes) == (24, 3, 2, 4)
+    assert arch.rna_mean_T == (0.1, 0.2, 0.3) and arch.rna_mean_E == (1.5, -2.0)
+    assert teacher_arch(cfg.model_copy(update={"rna_mean": False}), fold(), 24).rna_mean_T is None
+
+    base = baseline_arch(BaselinesConfig(dim=8, n_layers=1), cfg, fold("classification"), 24)
+    assert (base.dim, base.n_layers, base.gating, base.n_classes, base.task) == (8, 1, "softmax", 2,
+                                                                                  "classification")
+    student = student_arch(StudentConfig(n_prototypes=3), fold(), 24, MAGS, teacher_dim=16)
+    assert (student.dim, student.n_prototypes) == (16, 3)
+    with pytest.raises(ValueError, match="SKD"):
+        student_arch(StudentConfig(dim=32), fold(), 24, MAGS, teacher_dim=16)
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Wider(TeacherArch):
+        new_knob: int = 1
+
+    with pytest.raises(TypeError, match="new_knob"):
+        from_config(Wider, [cfg], feature_dim=24, n_classes=4, n_genes_T=3, n_genes_E=2)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_json_round_trip_through_a_checkpoint_rebuilds_the_model(name: str, tmp_path: Path) -> None:
+    arch_type = MODELS[name].arch_type
+    sizes = {"feature_dim": 8, "n_classes": 4, "magnifications": MAGS, "dim": 8, "n_heads": 2}
+    if arch_type is not StudentArch:
+        sizes |= {"n_genes_T": 3, "n_genes_E": 2}
+    if arch_type is TeacherArch:
+        sizes |= {"gene_hidden": 8, "n_gene_tokens": 2, "attention": "cross",
+                  "rna_mean_T": [0.1, 0.2, 1 / 3], "rna_mean_E": torch.tensor([1.0, 2.0])}
+    arch = arch_type(**sizes)
+    stored = json.loads(json.dumps(arch.to_json()))
+    assert arch_type.from_json(stored) == arch and isinstance(arch.magnifications, tuple)
+
+    torch.manual_seed(0)
+    model = build_model(name, arch)
+    assert isinstance(model, MultiExpertModel) and model.arch is arch
+    assert tuple(model.heads) == model.expert_names == (("rna",) if name == "snn" else MAGS)
+    kind = "teacher" if name == "teacher" else "student" if name == "student" else "baseline"
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, kind, model, {"model_name": name, "model_kwargs": arch.to_json()})
+    rebuilt, meta = load_model(path, (kind,))
+    assert rebuilt.arch == arch and meta["model_kwargs"] == stored
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(v, rebuilt.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_constructors_take_their_own_family_and_old_kwargs_fail_clearly() -> None:
+    student = StudentArch(feature_dim=8, n_classes=4, dim=8, n_heads=2)
+    with pytest.raises(TypeError, match="TeacherArch"):
+        Teacher(student)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="n_layers"):
+        build_model("student", {"feature_dim": 8, "n_classes": 4, "n_layers": 2})
+    with pytest.raises(ValueError, match="gating_temperature"):
+        TeacherArch(feature_dim=8, n_classes=4, n_genes_T=3, n_genes_E=2, gating_temperature=0.0)
+    with pytest.raises(ValueError, match="rna_mean_E has 1 genes"):
+        TeacherArch(feature_dim=8, n_classes=4, n_genes_T=1, n_genes_E=2, rna_mean_T=[0.0], rna_mean_E=[0.0])
+    for name in BASELINES:
+        with pytest.raises(TypeError, match="BaselineArch"):
+            MODELS[name](student)  # type: ignore[arg-type]
