@@ -55,7 +55,7 @@ def test_registry_and_shared_kwargs() -> None:
     for name in BASELINES:
         model = build(name)  # one kwargs dict builds every baseline
         assert model.task == "survival" and model.n_classes == C and model.feature_dim == D
-        assert isinstance(model.heads, torch.nn.ModuleDict) and tuple(model.heads) == model.experts
+        assert isinstance(model.heads, torch.nn.ModuleDict) and tuple(model.heads) == model.expert_names
         assert model.magnifications == (() if name == "snn" else tuple(MAGS))
 
 
@@ -66,10 +66,10 @@ def test_shapes_and_attention_maps(name: str, task: str) -> None:
     model = build(name, task=task).eval()
     out = run(model, batch)
     assert out.logits.shape == (B, C) and torch.isfinite(out.logits).all()
-    assert set(out.logits_by_mag) == set(model.experts) == set(out.confidence)
-    assert out.gate_weights.shape == (B, len(model.experts))
+    assert set(out.logits_by_mag) == set(model.expert_names) == set(out.confidence)
+    assert out.gate_weights.shape == (B, len(model.expert_names))
     assert torch.allclose(out.gate_weights.sum(1), torch.ones(B))
-    for k in model.experts:
+    for k in model.expert_names:
         assert out.logits_by_mag[k].shape == (B, C) and out.confidence[k].shape == (B,)
         assert out.embeddings[k]["pooled"].shape == (B, DIM)
     if name == "snn":

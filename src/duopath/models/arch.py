@@ -133,6 +133,9 @@ class TeacherArch(Architecture):
     rna_mean_T: tuple[float, ...] | None = None  # noqa: N815
     rna_mean_E: tuple[float, ...] | None = None  # noqa: N815
 
+    _positive_ints: ClassVar[tuple[str, ...]] = (
+        "n_gene_tokens", "gene_hidden", "n_refs", "n_points", "n_interp")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.gene_select_keys not in ("own", "both"):
@@ -171,6 +174,8 @@ class StudentArch(Architecture):
     n_prototypes: int = 2
     dpc_k: int = 5
     omega_clamp: float = 10.0
+
+    _positive_ints: ClassVar[tuple[str, ...]] = ("n_neighbours",)
 
     def __post_init__(self) -> None:
         super().__post_init__()

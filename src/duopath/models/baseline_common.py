@@ -34,7 +34,8 @@ class Baseline(MultiExpertModel):
 
     Attributes:
         uses_histology / uses_rna: which inputs ``forward`` reads (class constants).
-        experts: the expert names (``expert_names``: the magnifications, or ``("rna",)``).
+        expert_names: the magnifications, or ``("rna",)`` for the RNA-only model (which has no
+            magnifications).
     """
 
     arch_type = BaselineArch
@@ -61,10 +62,6 @@ class Baseline(MultiExpertModel):
         # Registered now and filled by subclasses: the heads stay FIRST in parameter order (the
         # order gradient clipping sums the norms in), as they always were for the baselines.
         self.heads = nn.ModuleDict()
-
-    @property
-    def experts(self) -> tuple[str, ...]:
-        return self.expert_names
 
     def _genes(self, genes_T: Tensor | None, genes_E: Tensor | None, batch: int | None) -> dict[str, Tensor]:  # noqa: N803
         """Check both gene groups ([B, n_genes_s]) and cast them to the model's dtype."""

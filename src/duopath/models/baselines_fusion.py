@@ -44,7 +44,7 @@ class SNN(Baseline):
         super().__init__(arch)
         n_in = self.n_genes["T"] + self.n_genes["E"]
         self.encoder = SelfNormalizingNet(n_in, (self.gene_hidden, self.dim), self.dropout)
-        self.heads = nn.ModuleDict({"rna": nn.Linear(self.dim, self.n_classes)})
+        self.heads = self.make_heads(self.dim)
 
     def forward(
         self,
@@ -105,7 +105,7 @@ class _LateFusion(Baseline):
             {m: AttentionMILBranch(self.feature_dim, self.dim, self.dropout) for m in self.magnifications}
         )
         self.fuse = nn.ModuleDict({m: self._fusion() for m in self.magnifications})
-        self.heads = nn.ModuleDict({m: nn.Linear(self.dim, self.n_classes) for m in self.magnifications})
+        self.heads = self.make_heads(self.dim)
 
     def forward(
         self,
@@ -217,7 +217,7 @@ class MCAT(Baseline):
         self.coattn = nn.ModuleDict({m: CoAttention(d, self.n_heads) for m in mags})
         self.path = nn.ModuleDict({m: TokenPath(d, self.n_heads, self.n_layers, self.dropout) for m in mags})
         self.fuse = nn.ModuleDict({m: _Concat(d, self.dropout) for m in mags})
-        self.heads = nn.ModuleDict({m: nn.Linear(d, self.n_classes) for m in mags})
+        self.heads = self.make_heads(d)
 
     def forward(
         self,

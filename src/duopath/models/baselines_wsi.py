@@ -40,7 +40,7 @@ class SlideOnly(Baseline):
     def __init__(self, arch: BaselineArch) -> None:
         super().__init__(arch)
         self.branches = nn.ModuleDict({m: self._branch() for m in self.magnifications})
-        self.heads = nn.ModuleDict({m: nn.Linear(self.dim, self.n_classes) for m in self.magnifications})
+        self.heads = self.make_heads(self.dim)
 
     def forward(
         self,
