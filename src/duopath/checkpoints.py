@@ -11,10 +11,10 @@ Layout of the file (``layout.CHECKPOINT``):
 * header metadata (``__metadata__``, string to string): ``format`` = :data:`FORMAT`, ``version``
   = :data:`VERSION`, ``kind`` (one of :data:`KINDS`) and ``meta``, the JSON of everything else
   needed to rebuild and apply the model without the training run (Python's JSON, which keeps
-  the last survival bin edge, +inf, as ``Infinity``): ``model_name`` (the registry
-  entry) and ``model_kwargs`` (plain values), task, time-bin edges or class names, gene lists and
-  scaler (teacher / baseline), tiling and risk threshold (student), encoder and weights id,
-  settings, seed, fold, versions.
+  the last survival bin edge, +inf, as ``Infinity``): ``model_name`` (the registry entry) and
+  ``model_kwargs`` (its architecture, ``duopath.models.arch``, as JSON), task, time-bin edges or
+  class names, gene lists and scaler (teacher / baseline), tiling and risk threshold (student),
+  encoder and weights id, settings, seed, fold, versions.
 
 What is refused, each with one :class:`CheckpointError` line naming the file: a file that is not
 safetensors (an old pickle ``checkpoint.pt``, random bytes, a truncated file), a safetensors file
