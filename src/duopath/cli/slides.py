@@ -57,24 +57,31 @@ def tile(
 
 
 def embed(
-    slide: Annotated[Path, typer.Argument(help="slide file")],
-    tiles: Annotated[Path, typer.Option("--tiles")],
-    slide_id: Annotated[str, typer.Option("--slide-id")],
+    slides: Annotated[list[Path], typer.Argument(help="slide file(s)")],
+    tiles: Annotated[list[Path], typer.Option("--tiles", help="tile table, once per slide")],
+    slide_ids: Annotated[list[str], typer.Option("--slide-id", help="once per slide")],
     settings: Settings,
-    out: Annotated[Path, typer.Option("--out", help="features store (.zarr)")],
-    mpp: MppOpt = None,
+    outs: Annotated[list[Path], typer.Option("--out", help="features store (.zarr), once per slide")],
+    mpps: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--mpp", help="level-0 µm/px override: none, or once per slide ('auto' = the file's)")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip | fail")] = "skip",
 ) -> None:
-    """Embed every tile of one slide with the configured encoder into a zarr store."""
+    """Embed every tile of one or several slides into one zarr store each (model loaded once)."""
     from duopath.config import EncoderConfig
-    from duopath.encoding.extract import embed_slide
+    from duopath.encoding.extract import SlideJob, embed_slides
     from duopath.encoding.registry import EncoderError
     from duopath.slides.reader import SlideError
 
     try:
-        embed_slide(slide, tiles, out, EncoderConfig.model_validate_json(settings),
-                    slide_id=slide_id, mpp_override=mpp,
-                    on_error="fail" if on_error == "fail" else "skip")
+        n = len(slides)
+        for name, given in (("--tiles", tiles), ("--slide-id", slide_ids), ("--out", outs),
+                            ("--mpp", mpps or ["auto"] * n)):
+            if len(given) != n:
+                raise ValueError(f"{n} slide(s) but {len(given)} {name} value(s): give one per slide")
+        mpp = [None if v.lower() == "auto" else float(v) for v in (mpps or ["auto"] * n)]
+        jobs = [SlideJob(*job) for job in zip(slides, tiles, outs, slide_ids, mpp, strict=True)]
+        embed_slides(jobs, EncoderConfig.model_validate_json(settings),
+                     on_error="fail" if on_error == "fail" else "skip")
     except (EncoderError, SlideError, ValueError) as err:
         fail(err)
 

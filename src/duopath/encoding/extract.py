@@ -12,7 +12,20 @@ Why this shape:
   complete: a killed job never leaves a store that looks finished (``io.atomic_path``).
 - A slide whose pixel data is damaged (it opens, but a tile cannot be decoded) is a per-slide
   failure: with ``on_error="skip"`` its store is written with ``status: failed``, ``stage:
-  embed`` and the error, and no magnification group, so the cohort goes on without it.
+  embed`` and the error, and no magnification group, so the cohort goes on without it (and,
+  in a several-slide job, the next slide is embedded).
+- Several slides can share one process (:func:`embed_slides`, ``duopath embed`` with several
+  slides): the encoder is loaded and warmed up once, and slide k's store is written by a
+  background thread while slide k+1 is embedded (write-behind, one write in flight, so memory
+  holds at most two slides' features). Outputs stay one atomic store per slide.
+- The batch loop never waits for the device on the host: features go back through pinned
+  buffers with non-blocking copies and are collected one batch late, so the next batch is
+  already queued when the host looks at the previous one. On CUDA every batch is padded to one
+  fixed size (static shapes: cuDNN autotunes once, ``torch.compile`` compiles once; padding rows
+  are dropped) and ``encoder.compile`` optionally compiles the encoder.
+- Each run records where its time went (:mod:`duopath.encoding.timing`): read+decode, RGB
+  conversion, resize (CPU seconds in the workers), waiting for data, host→device, preprocess,
+  forward, device→host (device seconds), zarr write.
 
 Store layout (DESIGN.md data contract): root attrs ``encoder``, ``weights_id``, ``dim``,
 ``slide_id``, ``slide_mpp``, ``status`` (``ok``, ``empty`` or ``failed``; ``error`` and ``stage``
@@ -27,6 +40,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,8 +55,9 @@ from tqdm import tqdm
 
 import duopath
 from duopath.config import EncoderConfig
-from duopath.devices import resolve_device
 from duopath.encoding.registry import Encoder, load_encoder
+from duopath.encoding.timing import WORKER_STAGES, DeviceClock, StageTimes
+from duopath.gpu import pick_device
 from duopath.io import atomic_path
 from duopath.slides.reader import SlideError, open_slide
 
@@ -106,69 +122,278 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor | ReadFailure]:
+    @property
+    def max_group(self) -> int:
+        """Most tiles in one group (a coarse tile and all its descendants)."""
+        return max((len(g) for g in self.groups), default=1)
+
+    def __getitem__(self, g: int) -> tuple[torch.Tensor, torch.Tensor | ReadFailure, torch.Tensor]:
+        """(row numbers, uint8 tiles [k, px, px, 3] or the read failure, seconds per worker stage)."""
         rows = self.groups[g]
         head = rows[0]
         squares = [(int(self.xy[r, 0]), int(self.xy[r, 1]), float(self.size0[r])) for r in rows]
+        timer = np.zeros(len(WORKER_STAGES))
         try:
             if self._slide is None:
                 self._slide = open_slide(self.slide_path, self.mpp_override)
             crops = self._slide.read_nested(int(self.xy[head, 0]), int(self.xy[head, 1]),
-                                            float(self.size0[head]), squares, self.tile_px)
+                                            float(self.size0[head]), squares, self.tile_px,
+                                            timer=timer)
         except SlideError as err:
-            return torch.from_numpy(rows), ReadFailure(err.reason, err.hint)
-        return torch.from_numpy(rows), torch.from_numpy(np.stack(crops))
+            return torch.from_numpy(rows), ReadFailure(err.reason, err.hint), torch.from_numpy(timer)
+        return torch.from_numpy(rows), torch.from_numpy(np.stack(crops)), torch.from_numpy(timer)
 
 
 def collate_groups(
-    items: list[tuple[torch.Tensor, torch.Tensor | ReadFailure]],
-) -> tuple[torch.Tensor, torch.Tensor | ReadFailure]:
-    """Concatenate tile groups into one batch of rows and tiles (or pass a read failure on)."""
-    rows = torch.cat([r for r, _ in items])
-    failed = next((t for _, t in items if isinstance(t, ReadFailure)), None)
-    return rows, failed if failed is not None else torch.cat([t for _, t in items])
+    items: list[tuple[torch.Tensor, torch.Tensor | ReadFailure, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor | ReadFailure, torch.Tensor]:
+    """Concatenate tile groups into one batch of rows and tiles (or pass a read failure on);
+    sum the worker stage times."""
+    rows = torch.cat([i[0] for i in items])
+    seconds = torch.stack([i[2] for i in items]).sum(0)
+    failed = next((i[1] for i in items if isinstance(i[1], ReadFailure)), None)
+    return rows, failed if failed is not None else torch.cat([i[1] for i in items]), seconds
+
+
+def resolve_device(name: str) -> torch.device:
+    """The configured device; ``auto``/``cuda`` claim a free visible GPU (see :mod:`duopath.gpu`)."""
+    device = torch.device(pick_device(name))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    """One slide to embed: its file, tile table and destination store."""
+
+    slide_path: Path
+    tiles_path: Path
+    out_store: Path
+    slide_id: str
+    mpp_override: float | None = None
+
+
+class Runner:
+    """An encoder ready on its device: eval module, channels-last and bf16 autocast on CUDA,
+    optionally ``torch.compile``-d. Built once per process and shared by every slide."""
+
+    def __init__(self, encoder: Encoder, device: torch.device, *, compile_model: bool = False) -> None:
+        self.encoder, self.device = encoder, device
+        self.cuda = device.type == "cuda"
+        module = encoder.module.to(device)
+        if self.cuda:
+            module = module.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True  # static batch shapes: tuned once
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(module, dynamic=False) if compile_model else module)
+
+    def preprocess(self, tiles: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, px, px, 3] tiles on the device -> the encoder's normalised input."""
+        x = self.encoder.preprocess(tiles)
+        return x.contiguous(memory_format=torch.channels_last) if self.cuda else x
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocessed input -> features [B, D] on the device (bf16 autocast on CUDA)."""
+        if not self.cuda:
+            return self.forward(x)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return self.forward(x)
+
+
+def _pad_rows(batch: torch.Tensor, rows: int) -> torch.Tensor:
+    """``batch`` with zero tiles appended up to ``rows`` (a fixed shape for cuDNN / compile)."""
+    if batch.shape[0] >= rows:
+        return batch
+    pad = batch.new_zeros((rows - batch.shape[0], *batch.shape[1:]))
+    return torch.cat([batch, pad])
 
 
 @torch.inference_mode()
 def embed_tiles(
-    encoder: Encoder,
+    encoder: Encoder | Runner,
     dataset: TileDataset,
     *,
     batch_size: int,
     num_workers: int,
     device: torch.device,
     desc: str = "embed",
-) -> np.ndarray:
-    """Run the encoder over every tile of ``dataset``; float32 [N, D] on the host."""
+) -> tuple[np.ndarray, StageTimes]:
+    """Run the encoder over every tile of ``dataset``: float32 [N, D] on the host, and where the
+    time went (:class:`~duopath.encoding.timing.StageTimes`, write excluded)."""
+    t_start = time.perf_counter()
+    run = encoder if isinstance(encoder, Runner) else Runner(encoder, device)
     n = dataset.n_tiles
-    out = np.empty((n, encoder.spec.dim), dtype=np.float32)
+    times = StageTimes(n_tiles=n)
+    out = np.empty((n, run.encoder.spec.dim), dtype=np.float32)
     if n == 0:
-        return out
-    cuda = device.type == "cuda"
+        return out, times
     per_group = max(1, round(n / max(1, len(dataset))))
+    groups_per_batch = max(1, batch_size // per_group)
     loader = DataLoader(
-        dataset, batch_size=max(1, batch_size // per_group), num_workers=num_workers,
-        pin_memory=cuda, shuffle=False, collate_fn=collate_groups,
+        dataset, batch_size=groups_per_batch, num_workers=num_workers,
+        pin_memory=run.cuda, shuffle=False, collate_fn=collate_groups,
         prefetch_factor=4 if num_workers > 0 else None,
     )
-    module = encoder.module.to(device)
-    if cuda:
-        module = module.to(memory_format=torch.channels_last)
+    fixed_rows = groups_per_batch * dataset.max_group  # every CUDA batch padded to this
+    clock = DeviceClock(device)
+    pending: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None] | None = None
+
+    def land(item: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]) -> None:
+        rows, host, done = item
+        if done is not None:
+            done.synchronize()
+        out[rows.numpy()] = host[: len(rows)].numpy()
+
+    batches = iter(loader)
     with tqdm(total=n, desc=desc, unit="tile", disable=None) as bar:
-        for rows, batch in loader:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                rows, batch, worker_s = next(batches)
+            except StopIteration:
+                break
+            times.seconds["wait"] += time.perf_counter() - t0
             if isinstance(batch, ReadFailure):
                 raise SlideError(dataset.slide_path, batch.reason, batch.hint)
-            batch = batch.to(device, non_blocking=True)
-            x = encoder.preprocess(batch)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    feats = module(x)
+            for k, v in zip(WORKER_STAGES, worker_s.tolist(), strict=True):
+                times.seconds[k] += v
+            clock.start()
+            x = batch.to(device, non_blocking=True)  # from pinned memory: asynchronous
+            if run.cuda:  # padded on the device (a host-side cat would lose the pinning)
+                x = _pad_rows(x, fixed_rows)
+            clock.mark("h2d")
+            x = run.preprocess(x)
+            clock.mark("preprocess")
+            feats = run(x)
+            clock.mark("forward")
+            if run.cuda:  # features back through pinned memory, collected one batch late
+                host = torch.empty(feats.shape, dtype=torch.float32, pin_memory=True)
+                host.copy_(feats.float(), non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
             else:
-                feats = module(x)
-            out[rows.numpy()] = feats.float().cpu().numpy()
+                host, done = feats.float(), None
+            clock.mark("d2h")
+            if pending is not None:
+                land(pending)
+            pending = (rows, host, done)
             bar.update(len(rows))
-    return out
+        if pending is not None:
+            land(pending)
+    times.seconds.update(clock.collect())
+    times.wall_s = time.perf_counter() - t_start
+    return out, times
+
+
+def _check_tiles_match(tiles: pd.DataFrame, job: SlideJob) -> float | None:
+    """The slide's µm/px; refuses tiles made for another resolution (re-run tiling)."""
+    if not len(tiles):
+        return None
+    with open_slide(job.slide_path, job.mpp_override) as slide:
+        slide_mpp = slide.mpp
+    implied = tiles["tile_px"].iloc[0] * tiles["mpp"].iloc[0] / tiles["size0"].iloc[0]
+    if abs(implied - slide_mpp) / slide_mpp > 1e-6:
+        raise ValueError(
+            f"slide {job.slide_id}: tiles in {job.tiles_path} were made for {implied:.4f} µm/px but "
+            f"the slide now reads {slide_mpp:.4f} µm/px; re-run tiling (delete the tile table)"
+        )
+    return slide_mpp
+
+
+def _write_store(job: SlideJob, attrs: dict, tiles: pd.DataFrame, feats: np.ndarray,
+                 dtype: type, times: StageTimes) -> dict:
+    """Write one slide's store atomically (the write-behind thread runs this)."""
+    t0 = time.perf_counter()
+    with atomic_path(job.out_store, is_dir=True) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.attrs.update(attrs)
+        for mag, rows in tiles.groupby("magnification", sort=False):
+            index = rows.index.to_numpy()
+            write_feature_group(root, str(mag), rows, feats[index].astype(dtype))
+    times.seconds["write"] += time.perf_counter() - t0
+    times.wall_s += times.seconds["write"]
+    return attrs
+
+
+def _write_failed(job: SlideJob, attrs: dict, err: SlideError) -> dict:
+    """The store of a slide that could not be read: attrs only, ``status: failed``."""
+    log.error("%s (slide %s skipped; on_slide_error: skip)", err, job.slide_id)
+    attrs.update(status="failed", stage="embed", error=str(err), n_tiles=0)
+    with atomic_path(job.out_store, is_dir=True) as tmp:
+        zarr.open_group(str(tmp), mode="w").attrs.update(attrs)
+    return attrs
+
+
+def embed_slides(
+    jobs: Sequence[SlideJob],
+    cfg: EncoderConfig,
+    *,
+    encoder: Encoder | None = None,
+    on_error: Literal["skip", "fail"] = "skip",
+) -> list[dict]:
+    """Embed several slides in this process, the encoder loaded once; one atomic store each.
+
+    Returns each slide's root attrs plus ``seconds`` (slide wall time, its write included) and
+    ``timing`` (:meth:`StageTimes.as_dict`). A slide's store is written by a background thread
+    while the next slide is embedded; at most one write is in flight. A :class:`SlideError` while
+    reading is raised with ``on_error="fail"``; with ``"skip"`` a ``status: failed`` store
+    records it and the next slide goes on (module docstring).
+    """
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    if encoder is None:
+        encoder = load_encoder(cfg.name, cfg.weights, device=device)
+    run = Runner(encoder, device, compile_model=cfg.compile)
+    log.info("encoder %s ready on %s in %.2f s", encoder.spec.name, device, time.perf_counter() - t0)
+    dtype = np.float16 if cfg.dtype == "float16" else np.float32
+    workers = min(cfg.num_workers, os.cpu_count() or 1)
+    results: list[dict] = []
+    writing: tuple[Future, SlideJob, float, StageTimes] | None = None
+
+    def finish(item: tuple[Future, SlideJob, float, StageTimes]) -> None:
+        future, job, started, times = item
+        attrs = future.result()
+        attrs["seconds"] = time.perf_counter() - started
+        attrs["timing"] = times.as_dict()
+        log.info("%s: %d tiles -> %s in %.1f s (%s)", job.slide_id, attrs["n_tiles"], job.out_store,
+                 attrs["seconds"], ", ".join(f"{k} {v:g}" for k, v in attrs["timing"].items()))
+        results.append(attrs)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-write") as writer:
+        for job in jobs:
+            started = time.perf_counter()
+            tiles = pd.read_parquet(job.tiles_path)
+            attrs = {
+                "encoder": encoder.spec.name,
+                "weights_id": encoder.weights_id,
+                "dim": int(encoder.spec.dim),
+                "slide_id": job.slide_id,
+                "slide_mpp": None,
+                "status": "ok" if len(tiles) else "empty",
+                "n_tiles": len(tiles),
+                "duopath_version": duopath.__version__,
+            }
+            try:
+                attrs["slide_mpp"] = _check_tiles_match(tiles, job)
+                dataset = TileDataset(job.slide_path, tiles, job.mpp_override)
+                feats, times = embed_tiles(run, dataset, batch_size=cfg.batch_size,
+                                           num_workers=workers, device=device, desc=job.slide_id)
+            except SlideError as err:
+                if on_error == "fail":
+                    raise
+                if writing is not None:  # keep results in job order
+                    finish(writing)
+                    writing = None
+                results.append(_write_failed(job, attrs, err))
+                continue
+            if writing is not None:  # one write in flight: memory stays bounded
+                finish(writing)
+            future = writer.submit(_write_store, job, dict(attrs), tiles, feats, dtype, times)
+            writing = (future, job, started, times)
+        if writing is not None:
+            finish(writing)
+    return results
 
 
 def embed_slide(
@@ -187,53 +412,8 @@ def embed_slide(
     A :class:`SlideError` while reading (damaged tile data, the file gone) is raised with
     ``on_error="fail"``; with ``"skip"`` a ``status: failed`` store records it (module docstring).
     """
-    t0 = time.perf_counter()
-    tiles = pd.read_parquet(tiles_path)
-    device = resolve_device(cfg.device)
-    if encoder is None:
-        encoder = load_encoder(cfg.name, cfg.weights, device=device)
-    attrs = {
-        "encoder": encoder.spec.name,
-        "weights_id": encoder.weights_id,
-        "dim": int(encoder.spec.dim),
-        "slide_id": slide_id,
-        "slide_mpp": None,
-        "status": "ok" if len(tiles) else "empty",
-        "n_tiles": len(tiles),
-        "duopath_version": duopath.__version__,
-    }
-    try:
-        if len(tiles):
-            with open_slide(slide_path, mpp_override) as slide:
-                attrs["slide_mpp"] = slide_mpp = slide.mpp
-            implied = tiles["tile_px"].iloc[0] * tiles["mpp"].iloc[0] / tiles["size0"].iloc[0]
-            if abs(implied - slide_mpp) / slide_mpp > 1e-6:
-                raise ValueError(
-                    f"slide {slide_id}: tiles in {tiles_path} were made for {implied:.4f} µm/px but "
-                    f"the slide now reads {slide_mpp:.4f} µm/px; re-run tiling (delete the tile table)"
-                )
-        dataset = TileDataset(slide_path, tiles, mpp_override)
-        feats = embed_tiles(encoder, dataset, batch_size=cfg.batch_size,
-                            num_workers=min(cfg.num_workers, os.cpu_count() or 1),
-                            device=device, desc=slide_id)
-    except SlideError as err:
-        if on_error == "fail":
-            raise
-        log.error("%s (slide %s skipped; on_slide_error: skip)", err, slide_id)
-        attrs.update(status="failed", stage="embed", error=str(err), n_tiles=0)
-        with atomic_path(out_store, is_dir=True) as tmp:
-            zarr.open_group(str(tmp), mode="w").attrs.update(attrs)
-        return attrs
-    dtype = np.float16 if cfg.dtype == "float16" else np.float32
-    with atomic_path(out_store, is_dir=True) as tmp:
-        root = zarr.open_group(str(tmp), mode="w")
-        root.attrs.update(attrs)
-        for mag, rows in tiles.groupby("magnification", sort=False):
-            index = rows.index.to_numpy()
-            write_feature_group(root, str(mag), rows, feats[index].astype(dtype))
-    attrs["seconds"] = time.perf_counter() - t0
-    log.info("%s: %d tiles -> %s in %.1f s", slide_id, len(tiles), out_store, attrs["seconds"])
-    return attrs
+    job = SlideJob(Path(slide_path), Path(tiles_path), Path(out_store), slide_id, mpp_override)
+    return embed_slides([job], cfg, encoder=encoder, on_error=on_error)[0]
 
 
 def write_feature_group(root: zarr.Group, name: str, rows: pd.DataFrame, feats: np.ndarray) -> None:
