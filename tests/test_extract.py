@@ -107,3 +107,43 @@ def test_changed_mpp_is_refused(cmu_slide: Path, cmu_tiles: Path, tmp_path: Path
     with pytest.raises(ValueError, match="re-run tiling"):
         embed_slide(cmu_slide, cmu_tiles, tmp_path / "x.zarr", ENC, slide_id="cmu",
                     mpp_override=0.25)
+
+
+def test_several_slides_one_process(cmu_slide: Path, cmu_tiles: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`embed_slides` loads the encoder once, writes one store per slide, same features as alone."""
+    import duopath.encoding.extract as ex
+
+    loads = []
+    real_load = ex.load_encoder
+    monkeypatch.setattr(ex, "load_encoder", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    jobs = [ex.SlideJob(cmu_slide, cmu_tiles, tmp_path / f"s{i}.zarr", f"s{i}") for i in range(3)]
+    results = ex.embed_slides(jobs, ENC)
+    assert len(loads) == 1, "the encoder must be loaded once per process, not per slide"
+    alone = embed_slide(cmu_slide, cmu_tiles, tmp_path / "alone.zarr", ENC, slide_id="alone")
+    ref = zarr.open_group(str(tmp_path / "alone.zarr"), mode="r")["20x"]["features"][:]
+    for i, attrs in enumerate(results):
+        root = zarr.open_group(str(tmp_path / f"s{i}.zarr"), mode="r")
+        assert root.attrs["slide_id"] == f"s{i}" and attrs["n_tiles"] == alone["n_tiles"]
+        np.testing.assert_array_equal(root["20x"]["features"][:], ref)
+        timing = attrs["timing"]
+        assert timing["n_tiles"] == attrs["n_tiles"] and timing["forward_s"] > 0
+        assert timing["read_decode_s"] > 0 and timing["write_s"] > 0
+    assert not list(tmp_path.glob(".*.tmp-*")), "no temporary store left behind"
+
+
+def test_cli_checks_one_value_per_slide(cmu_slide: Path, cmu_tiles: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from duopath.cli import app
+
+    args = ["embed", str(cmu_slide), str(cmu_slide), "--tiles", str(cmu_tiles), "--tiles",
+            str(cmu_tiles), "--slide-id", "a", "--slide-id", "b", "--settings", ENC.model_dump_json(),
+            "--out", str(tmp_path / "a.zarr")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and not (tmp_path / "a.zarr").exists()
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b.zarr"), "--mpp", "auto",
+                                   "--mpp", "0.499"])
+    assert res.exit_code == 0, res.output
+    for name in ("a", "b"):
+        assert zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="r").attrs["slide_id"] == name
