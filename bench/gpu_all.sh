@@ -39,7 +39,7 @@ if [[ $TINY == 1 ]]; then
   TRAIN=(--device cpu --sizes 200,400 --repeats 1 --dim 64)
   SUFFIX=tiny
 else
-  EMBED=(--tiles-20x 10000 --encoders resnet50_trunc,uni --batch 256 --workers 16
+  EMBED=(--tiles-20x 10000 --encoders resnet50_trunc,uni --batch 256 --workers 15
          --pure-seconds 5 --small-slides 4 --small-tiles 80
          --fixed-encoders resnet50_trunc,uni --work /tmp/duopath-bench)
   TRAIN=(--sizes 1000,2000,5000,10000,20000,50000 --repeats 3)
