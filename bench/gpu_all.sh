@@ -33,10 +33,10 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi -L > "$RESULTS/nvidia-smi.txt" 2>&1 || true
 
 if [[ $TINY == 1 ]]; then
-  EMBED=(--device cpu --tiles-20x 64 --encoders resnet50_trunc,uni --cap uni=1 --batch 8
+  EMBED=(--device cpu --tiles-20x 16 --encoders resnet50_trunc,uni --cap uni=1 --batch 2
          --workers 2 --pure-seconds 1 --small-slides 2 --small-tiles 16
          --fixed-encoders resnet50_trunc --work /tmp/duopath-bench-tiny)
-  TRAIN=(--device cpu --sizes 200,400 --repeats 1 --dim 64)
+  TRAIN=(--device cpu --sizes 100,200 --repeats 1 --dim 64)
   SUFFIX=tiny
 else
   EMBED=(--tiles-20x 10000 --encoders resnet50_trunc,uni --batch 256 --workers 15
