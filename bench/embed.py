@@ -43,7 +43,8 @@ from peer import run_peer
 from synth import make_slide, prepare_tiles, random_checkpoint
 
 from duopath.config import EncoderConfig
-from duopath.encoding.extract import Runner, SlideJob, embed_slides, resolve_device
+from duopath.devices import resolve_device
+from duopath.encoding.extract import Runner, SlideJob, embed_slides
 from duopath.encoding.registry import load_encoder
 
 log = logging.getLogger("bench")
@@ -294,7 +295,7 @@ def main() -> None:
         _save(args.out, result)
 
     result["fixed_cost"] = {}
-    for name in args.fixed_encoders.split(","):
+    for name in [n for n in args.fixed_encoders.split(",") if n]:
         weights = None if name == "efficientnet_lite0" else random_checkpoint(
             name, args.work / f"{name}_random.pt")
         cfg = EncoderConfig(name=name, weights=weights, batch_size=args.batch,

@@ -4,8 +4,9 @@ A patient bag of N tiles at 20x and N/4 at 10x (the nested grid: every 10x tile 
 children, ``parent`` set), 1024-d features (a ViT-L encoder's width), tile centres on a square
 grid in µm. For each N, with the project's own models, losses and subsampling:
 
-- ``train_capped``: one optimiser step (forward, task loss on every expert + IGC for the teacher,
-  backward, AdamW) on ``optim.batch_size`` patients subsampled as training does
+- ``train_capped``: one optimiser step (the training's own step functions, training.objectives:
+  task loss on every expert + IGC and CGC for the teacher; backward, AdamW) on
+  ``optim.batch_size`` patients subsampled as training does
   (``max_tiles_train`` coarse tiles per patient, children follow: training.data.subsample_bag);
 - ``train_full``: the same step on ONE patient's full bag (what training would cost uncapped);
 - ``inference_full``: a no-grad forward over one full bag (evaluation always uses all tiles).
@@ -37,9 +38,10 @@ import torch
 
 from duopath.config import StudentConfig, TeacherConfig
 from duopath.models import build_model
-from duopath.training.data import MagBag, PatientBag, Sample, collate, subsample_bag
-from duopath.training.student_trainer import student_kwargs
-from duopath.training.trainer import _igc, model_kwargs, task_loss
+from duopath.training.architectures import model_kwargs, student_kwargs
+from duopath.training.batch import Sample, collate
+from duopath.training.data import MagBag, PatientBag, subsample_bag
+from duopath.training.objectives import student_step, teacher_step
 
 log = logging.getLogger("bench")
 MAGS = ["10x", "20x"]
@@ -105,20 +107,22 @@ def build(kind: str, dim: int, device: torch.device) -> tuple[torch.nn.Module, T
     return build_model(kind, kwargs).to(device), tcfg
 
 
-def step(model, kind: str, batch, tcfg: TeacherConfig, opt) -> None:
-    """One optimiser step with the training's own losses (teacher: every expert + IGC)."""
-    data = SimpleNamespace(task="survival")
+def step_fn(model, kind: str, tcfg: TeacherConfig):
+    """The training's own step (teacher: every expert's task loss + IGC, CGC after backward;
+    student: task loss, no distillation target: its teacher forward is the teacher's inference)."""
+    data = SimpleNamespace(task="survival", class_weights=None)
     if kind == "teacher":
-        out = model(batch.feats, batch.mask, batch.coords, batch.genes_T, batch.genes_E)
-    else:
-        out = model(batch.feats, batch.mask, batch.coords)
-    loss = torch.stack([task_loss(lg, batch.targets, batch.events, batch.times, data, tcfg)
-                        for lg in out.logits_by_mag.values()]).sum()
-    if kind == "teacher":
-        igc = _igc(out, batch, MAGS, tcfg)
-        loss = loss if igc is None else loss + igc
+        return teacher_step(model, data, tcfg, MAGS)
+    return student_step(model, data, StudentConfig(), tcfg, MAGS, None)
+
+
+def step(fn, samples, batch, opt) -> None:
+    """One optimiser step as ``training.loop`` takes it (zero_grad, backward, after-backward, step)."""
+    out = fn(samples, batch)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    out.loss.backward()
+    if out.after_backward is not None:
+        out.after_backward()
     opt.step()
 
 
@@ -161,21 +165,22 @@ def measure(kind: str, n20: int, dim: int, device: torch.device, repeats: int,
     bags = [make_bag(f"p{i}", n20, dim, rng) for i in range(b)]
     samples = [sample(bag.patient_id, rng) for bag in bags]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    fn = step_fn(model, kind, tcfg)
     row: dict = {"model": kind, "tiles_20x": 4 * len(bags[0].mags["10x"]),
                  "tiles_10x": len(bags[0].mags["10x"]), "max_tiles_train": cap, "batch_patients": b}
     model.train()
     sub = [subsample_bag(bag, MAGS, cap, rng) for bag in bags]
     capped = collate(samples, sub, MAGS).to(device)
-    step(model, kind, capped, tcfg, opt)  # warm-up
+    step(fn, samples, capped, opt)  # warm-up
     with Meter(device) as m:
         for _ in range(repeats):
-            step(model, kind, capped, tcfg, opt)
+            step(fn, samples, capped, opt)
     row.update(train_capped_step_s=round(m.seconds / repeats, 4), train_capped_peak_mb=round(m.peak_mb))
     full = collate(samples[:1], bags[:1], MAGS).to(device)
     if full_train:
         try:
             with Meter(device) as m:
-                step(model, kind, full, tcfg, opt)
+                step(fn, samples[:1], full, opt)
             row.update(train_full_step_s=round(m.seconds, 4), train_full_peak_mb=round(m.peak_mb))
         except torch.OutOfMemoryError:
             row.update(train_full_step_s=None, train_full_peak_mb="OOM")

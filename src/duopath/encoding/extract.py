@@ -55,9 +55,9 @@ from tqdm import tqdm
 
 import duopath
 from duopath.config import EncoderConfig
+from duopath.devices import resolve_device
 from duopath.encoding.registry import Encoder, load_encoder
 from duopath.encoding.timing import WORKER_STAGES, DeviceClock, StageTimes
-from duopath.gpu import pick_device
 from duopath.io import atomic_path
 from duopath.slides.reader import SlideError, open_slide
 
@@ -153,14 +153,6 @@ def collate_groups(
     seconds = torch.stack([i[2] for i in items]).sum(0)
     failed = next((i[1] for i in items if isinstance(i[1], ReadFailure)), None)
     return rows, failed if failed is not None else torch.cat([i[1] for i in items]), seconds
-
-
-def resolve_device(name: str) -> torch.device:
-    """The configured device; ``auto``/``cuda`` claim a free visible GPU (see :mod:`duopath.gpu`)."""
-    device = torch.device(pick_device(name))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device
 
 
 @dataclass(frozen=True)
