@@ -38,7 +38,7 @@ import torch
 
 from duopath.config import StudentConfig, TeacherConfig
 from duopath.models import build_model
-from duopath.training.architectures import model_kwargs, student_kwargs
+from duopath.training.architectures import student_arch, teacher_arch
 from duopath.training.batch import Sample, collate
 from duopath.training.data import MagBag, PatientBag, subsample_bag
 from duopath.training.objectives import student_step, teacher_step
@@ -100,11 +100,11 @@ def build(kind: str, dim: int, device: torch.device) -> tuple[torch.nn.Module, T
     data = SimpleNamespace(genes=SimpleNamespace(genes_T=[0] * N_GENES, genes_E=[0] * N_GENES),
                            n_classes=N_BINS, task="survival")
     if kind == "teacher":
-        kwargs = model_kwargs(tcfg, data, dim)
+        arch = teacher_arch(tcfg, data, dim)
     else:
-        kwargs = student_kwargs(StudentConfig(), data, dim, MAGS, teacher_dim=tcfg.dim)
+        arch = student_arch(StudentConfig(), data, dim, MAGS, teacher_dim=tcfg.dim)
     torch.manual_seed(0)
-    return build_model(kind, kwargs).to(device), tcfg
+    return build_model(kind, arch).to(device), tcfg
 
 
 def step_fn(model, kind: str, tcfg: TeacherConfig):
