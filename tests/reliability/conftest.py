@@ -50,13 +50,15 @@ def damage_tiles(src: Path, dest: Path, level: int) -> Path:
 def bad_slides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One good slide and one of every kind of bad slide (each a separate file)."""
     d = tmp_path_factory.mktemp("bad_slides")
-    good = write_slide(d / "good.tiff")
+    # 2 mm wide: large enough that segmentation and its QC picture read pyramid level 1
+    # (2 µm/px), as on a real slide, not level 0 -- so level-0 damage shows only in embed
+    good = write_slide(d / "good.tiff", tissue_rgb(4096))
     size = good.stat().st_size
     slides = {"good": good}
     slides["blank"] = write_slide(d / "blank.tiff", np.full((1024, 1024, 3), 240, np.uint8))
     slides["tiny"] = write_slide(d / "tiny.tiff", tissue_rgb(48))
     slides["damaged_full_res"] = damage_tiles(good, d / "damaged_full_res.tiff", level=0)
-    slides["damaged_thumbnail"] = damage_tiles(good, d / "damaged_thumbnail.tiff", level=2)
+    slides["damaged_thumbnail"] = damage_tiles(good, d / "damaged_thumbnail.tiff", level=1)
     slides["truncated"] = d / "truncated.tiff"
     slides["truncated"].write_bytes(good.read_bytes()[: size // 3])
     slides["zero_bytes"] = d / "zero_bytes.tiff"

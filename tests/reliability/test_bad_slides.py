@@ -2,7 +2,7 @@
 the WSI summary with the stage and the error, and stops the run only under ``fail``.
 
 The damaged slides open fine (header intact) and fail only when pixels are decoded: at the
-thumbnail level in ``segment``, at full resolution in ``embed``, inside a DataLoader worker."""
+thumbnail level read by ``segment``, at full resolution in ``embed``, inside a DataLoader worker."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SEGMENT_FAILURES = {
     "blank": "no tissue found",
     "tiny": r"the slide is only 24 × 24 µm .* smaller than the smallest tissue piece",
-    "damaged_thumbnail": r"cannot read its pixel data at level 2,.* the file is damaged",
+    "damaged_thumbnail": r"cannot read its pixel data at level 1,.* the file is damaged",
     "truncated": r"OpenSlide cannot open it .* is the file complete",
     "zero_bytes": "OpenSlide cannot open it",
     "not_a_slide": "OpenSlide cannot open it",

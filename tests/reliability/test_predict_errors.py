@@ -21,7 +21,7 @@ CASES = {
     "blank": "no tissue found",
     "tiny": "the slide is only 24 × 24 µm",
     "damaged_full_res": "cannot read its pixel data at level 0",
-    "damaged_thumbnail": "cannot read its pixel data at level 2",
+    "damaged_thumbnail": "cannot read its pixel data at level 1",
     "not_a_slide": "OpenSlide cannot open it",
     "missing": "does not exist",
     "no_mpp": "pass --mpp",
