@@ -6,10 +6,6 @@
 #             figures as PNG files (for `snakemake --report`), with the jobs' benchmarks summarised
 # The models and their order (main model first) are PLAN.report_models. Logic:
 # duopath.evaluation.collect, duopath.report.
-import hashlib
-
-# Provenance: a config change re-runs the report (params are a rerun trigger), which is cheap.
-REPORT_CONFIG_HASH = hashlib.sha256(CFG.model_dump_json().encode()).hexdigest()[:12]
 
 
 rule evaluate:
@@ -74,7 +70,8 @@ rule report:
     params:
         results_dir=INPUTS.results_dir,
         benchmarks_dir=INPUTS.benchmarks_dir,
-        config_hash=REPORT_CONFIG_HASH,
+        # provenance: a config change re-runs the report (params are a rerun trigger); cheap
+        config_hash=PLAN.config_hash,
         # per model and task, spread over the folds: T and E (or ω and clusters) per patient
         max_heatmaps=CFG.report.heatmap_patients * 2,
         skipped=INPUTS.skipped_args,

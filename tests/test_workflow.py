@@ -153,6 +153,34 @@ def test_second_run_does_nothing(finished_run: Path) -> None:
     assert "Nothing to be done" in run.stdout + run.stderr
 
 
+HEAVY_STAGES = ("demo", "segment", "tile", "embed", "rna", "teacher", "baseline", "student", "heatmaps",
+                "evaluate", "qc_contact_sheet", "report")
+
+
+def test_benchmarks_contact_sheet_and_snakemake_report(finished_run: Path) -> None:
+    import zipfile
+
+    from PIL import Image
+
+    out = finished_run / "output"
+    for stage in HEAVY_STAGES:
+        assert list((out / "benchmarks").glob(f"*/{stage}/**/*.tsv")), f"no benchmark of {stage}"
+    html = (out / layout.REPORT.format(cohort="minidemo")).read_text(encoding="utf-8")
+    assert 'id="resources"' in html and "Slowest jobs" in html and ">teacher<" in html
+    figures = sorted(p.name for p in (out / layout.REPORT_FIGURES.format(cohort="minidemo")).iterdir())
+    assert "survival.kaplan_meier_teacher.png" in figures and not any("heatmap" in f for f in figures)
+    for cohort in ("tiny", "minidemo"):
+        with Image.open(out / layout.QC_CONTACT_SHEET.format(cohort=cohort)) as sheet:
+            assert sheet.width > 256
+    run = snakemake(finished_run, "--report", "report.zip")
+    assert run.returncode == 0, run.stderr[-3000:]
+    names = zipfile.ZipFile(finished_run / "report.zip").namelist()
+    for expected in ("contact_sheet.png", "summary.csv", "comparisons.csv", "wsi_summary.csv",
+                     "cmu_a.tiles.jpg", "survival.kaplan_meier_teacher.png", "report.html"):
+        assert any(n.endswith(expected) for n in names), f"{expected} not in the Snakemake report"
+    assert any("/heatmaps/" in n and n.endswith(".png") for n in names)
+
+
 def test_one_cohort_alone_and_interrupted_store_redone(finished_run: Path) -> None:
     """A run killed while writing cmu_b's store left only a temporary store and no summary."""
     out = finished_run / "output"

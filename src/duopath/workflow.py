@@ -11,6 +11,7 @@ Input functions (wildcards -> paths/arguments) are in :mod:`duopath.workflow_inp
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -55,6 +56,8 @@ class Plan:
             except ValueError as err:
                 raise ConfigError(f"config.yaml, teacher.ablations: {err}") from None
         self.student_models = list(STUDENT_MODELS)
+        # the validated config's hash: the report shows it (provenance)
+        self.config_hash = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ paths
 
