@@ -53,7 +53,8 @@ def test_contact_sheet_puts_problem_slides_first(tmp_path: Path) -> None:
     summary = pd.DataFrame({"slide_id": ["a", "b"], "status": ["ok", "failed"],
                             "error": ["", "OpenSlide cannot open"], "tissue_area_mm2": [2.5, np.nan],
                             "tiles_10x": [12, 0], "tiles_20x": [48, 0]})
-    images = [qc_image(tmp_path / "a.tiles.jpg", (0, 0, 255)), qc_image(tmp_path / "b.tiles.jpg", (0, 255, 0))]
+    images = [qc_image(tmp_path / "a.tiles.jpg", (0, 0, 255)),
+              qc_image(tmp_path / "b.tiles.jpg", (0, 255, 0))]
     sheet = contact_sheet(summary, images)
     assert sheet.width == 2 * (256 + 8)
     first = np.asarray(sheet)[80, 100]  # inside the first thumbnail: the failed slide b (green)
@@ -83,6 +84,7 @@ def test_report_figures_are_the_pages_images(tmp_path: Path) -> None:
     figures = report_figures(page)
     assert list(figures) == ["survival.kaplan_meier_teacher.png", "survival.training_curves_teacher.png",
                              "classification.training_curves_teacher.png"]
-    assert Image.open(io.BytesIO(figures["survival.kaplan_meier_teacher.png"])).getpixel((0, 0)) == (255, 0, 0)
+    km = Image.open(io.BytesIO(figures["survival.kaplan_meier_teacher.png"]))
+    assert km.getpixel((0, 0)) == (255, 0, 0)
     written = write_report_figures(page, tmp_path / "figures")
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(p.name for p in written)

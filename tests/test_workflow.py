@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 2700) -> subprocess.CompletedProcess:
     # PATH deliberately without the venv's bin: the README runs `.venv/bin/snakemake` without
     # activating the venv, so the workflow itself must find the `duopath` CLI.
     venv_bin = str(Path(sys.executable).parent)
@@ -178,7 +178,8 @@ def test_benchmarks_contact_sheet_and_snakemake_report(finished_run: Path) -> No
     for expected in ("contact_sheet.png", "summary.csv", "comparisons.csv", "wsi_summary.csv",
                      "cmu_a.tiles.jpg", "survival.kaplan_meier_teacher.png", "report.html"):
         assert any(n.endswith(expected) for n in names), f"{expected} not in the Snakemake report"
-    assert any("/heatmaps/" in n and n.endswith(".png") for n in names)
+    heatmaps = sorted(out.glob("results/minidemo/*/*/fold*/heatmaps/*.png"))
+    assert heatmaps and any(n.endswith("/" + heatmaps[0].name) for n in names)  # stored by file name
 
 
 def test_one_cohort_alone_and_interrupted_store_redone(finished_run: Path) -> None:

@@ -64,7 +64,7 @@ def test_a_cohort_without_rna_reports_its_slide_baselines_and_says_why(tmp_path:
 
 
 def test_a_bad_ablation_fails_when_the_plan_is_made(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="teacher.ablations"):
+    with pytest.raises(ConfigError, match=r"teacher\.ablations"):
         plan_of({"cohorts": {"c": user_cohort(tmp_path, rna=True)}, "teacher": {"ablations": ["40x"]}})
 
 
@@ -131,3 +131,15 @@ def test_config_schema_is_current_and_checks_the_shipped_config() -> None:
     with pytest.raises(jsonschema.ValidationError, match="tile_pixels"):
         jsonschema.validate(raw, schema)
     assert "# yaml-language-server: $schema=config.schema.json" in (REPO / "config.yaml").read_text()
+
+
+def test_config_schema_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from duopath.cli import app
+
+    printed = CliRunner().invoke(app, ["config", "schema"])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.stdout)["title"] == "duopath config.yaml"
+    written = CliRunner().invoke(app, ["config", "schema", "--out", str(tmp_path / "s.json")])
+    assert written.exit_code == 0 and (tmp_path / "s.json").read_text() == schema_json()
