@@ -300,19 +300,11 @@ def _imports(tree: ast.AST, module: str, is_package: bool, top_level_only: bool)
     return out
 
 
-def _called_at_import(tree: ast.Module) -> set[str]:
-    """Names of the module's own functions its top level calls (they run on import)."""
-    return {n.value.func.id for n in tree.body
-            if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
-            and isinstance(n.value.func, ast.Name)}
-
-
 def startup_imports() -> set[str]:
     """Third-party modules `python -m duopath <anything>` imports before any command runs.
 
     Follows module-level imports only (commands import their heavy modules lazily), starting at
-    ``duopath.__main__``, plus the imports inside functions a module calls at import time (the
-    CLI registering the stage packages' commands).
+    ``duopath.__main__`` (which loads the CLI package and, through it, every command module).
     """
     third: set[str] = set()
     seen: set[str] = set()
@@ -338,10 +330,6 @@ def startup_imports() -> set[str]:
         tree = ast.parse(Path(spec.origin).read_text())
         is_pkg = spec.submodule_search_locations is not None
         todo += _imports(tree, name, is_pkg, top_level_only=True)
-        run = _called_at_import(tree)
-        for fn in tree.body:
-            if isinstance(fn, ast.FunctionDef) and fn.name in run:
-                todo += _imports(fn, name, is_pkg, top_level_only=False)
     return third
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from duopath.config import ConfigError, DuopathConfig, load_config
 from duopath.config_schema import schema_json
-from duopath.workflow import STUDENT_MODELS, TASKS, Plan
+from duopath.workflow import STUDENT_MODELS, Plan
 from duopath.workflow_inputs import RuleInputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,13 +66,6 @@ def test_a_cohort_without_rna_reports_its_slide_baselines_and_says_why(tmp_path:
 def test_a_bad_ablation_fails_when_the_plan_is_made(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"teacher\.ablations"):
         plan_of({"cohorts": {"c": user_cohort(tmp_path, rna=True)}, "teacher": {"ablations": ["40x"]}})
-
-
-def test_names_agree_with_the_trainers() -> None:
-    from duopath.training.student_trainer import STUDENT_MODELS as TRAINED
-
-    assert tuple(TRAINED) == STUDENT_MODELS
-    assert TASKS == ("survival", "classification")
 
 
 def test_input_functions_quote_paths_with_spaces(tmp_path: Path) -> None:

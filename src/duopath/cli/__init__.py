@@ -3,11 +3,11 @@
 One module per stage group -- :mod:`~duopath.cli.cohort` (validate, demo, sheet, splits, config schema),
 :mod:`~duopath.cli.slides` (segment, tile, embed, wsi-summary, encoders), :mod:`~duopath.cli.rna`,
 :mod:`~duopath.cli.training` (train, train-student), :mod:`~duopath.cli.inference` (predict),
-:mod:`~duopath.cli.report` (evaluate, heatmaps, report, contact-sheet) -- and one set of shared options and one
-error helper (:mod:`~duopath.cli.options`). Stage settings travel as the JSON of their pydantic
-config section (``--settings``), so a rule passes exactly what was validated and a settings change
-re-runs the rule. Heavy imports (torch, scanpy, tiatoolbox) happen inside the commands, so
-``duopath --help`` is instant.
+:mod:`~duopath.cli.report` (evaluate, heatmaps, report, contact-sheet) -- and one set of shared
+options and one error helper (:mod:`~duopath.cli.options`). Stage settings travel as the JSON of
+their pydantic config section (``--settings``), so a rule passes exactly what was validated and a
+settings change re-runs the rule. Heavy imports (torch, scanpy, tiatoolbox) happen inside the
+commands, so ``duopath --help`` is instant.
 """
 
 from __future__ import annotations
