@@ -73,8 +73,9 @@ def test_input_functions_quote_paths_with_spaces(tmp_path: Path) -> None:
                                  "output_dir": str(tmp_path / "out put")}))
     wc = SimpleNamespace(cohort="c", slide="s1", model="teacher")
     assert inputs.slide_file(wc).endswith("slides/a b ü.svs")
-    args = RuleInputs.summary_args(wc, SimpleNamespace(meta=["m 1.json"], tiles=["t 1.parquet"]))
-    assert args == "--mask-meta 'm 1.json' --tiles 't 1.parquet'"
+    args = RuleInputs.summary_args(wc, SimpleNamespace(meta=["m 1.json"], tiles=["t 1.parquet"],
+                                                       features=["f ü.zarr"]))
+    assert args == "--mask-meta 'm 1.json' --tiles 't 1.parquet' --features 'f ü.zarr'"
     assert RuleInputs.rna_arg(wc, SimpleNamespace(rna=["r ü.h5ad"])) == "--rna 'r ü.h5ad'"
     assert RuleInputs.rna_arg(wc, SimpleNamespace(rna=[])) == ""
     assert inputs.teacher_rna(wc) == [f"{tmp_path}/out put/rna/c.h5ad"]
