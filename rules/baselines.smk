@@ -1,40 +1,19 @@
 # Stage 6b: comparison baselines (abmil, transmil, snn, concat, bilinear, mcat), one job per
 # (cohort, task, model, fold), trained by `duopath train` with the TEACHER's protocol (its optim,
 # loss and data settings) on the same split table, so every row of the report is paired. The
-# architecture comes from `baselines:`. A cohort without RNA runs the slide-only baselines; the
-# others are listed with the reason in the report. Logic: duopath.training (variants, trainer).
-# Needs teacher.smk (TRAIN_ARGS, teacher_features_dir, TEACHER_MAGS).
+# architecture comes from `baselines:`. A cohort without RNA runs the slide-only baselines
+# (PLAN.baselines); the others are listed with the reason in the report. Logic:
+# duopath.training (variants, trainer).
 import os
 import re
 
 from duopath.config import BASELINE_MODELS
-from duopath.training.variants import baseline_names as _baseline_names
-
-
-def cohort_baselines(cohort):
-    """(baselines the cohort's data allows, {skipped baseline: why})."""
-    return _baseline_names(CFG.baselines, has_rna=PLAN.has_rna(cohort))
-
-
-def baseline_targets(cohort):
-    """metrics.json of every baseline the data allows, for every task and fold of ``cohort``."""
-    return [
-        P(layout.METRICS, cohort=cohort, task=t, model=m, fold=str(k))
-        for t in CFG.cohorts[cohort].tasks
-        for m in cohort_baselines(cohort)[0]
-        for k in range(CFG.training.folds)
-    ]
-
-
-def baseline_rna(wildcards):
-    """The cohort's RNA file, when it has one (the slide-only baselines run without)."""
-    return [P(layout.RNA_H5AD, cohort=wildcards.cohort)] if PLAN.has_rna(wildcards.cohort) else []
 
 
 rule baseline:
     input:
-        features=cohort_slides(layout.FEATURES),
-        rna=baseline_rna,
+        features=INPUTS.cohort_slides(layout.FEATURES),
+        rna=INPUTS.rna_if_any,
         splits=P(layout.SPLITS),
         sheet=P(layout.SHEET),
     output:
@@ -46,17 +25,19 @@ rule baseline:
     params:
         settings=settings(CFG.teacher),
         baseline_settings=settings(CFG.baselines),
-        rna_arg=lambda wc, input: f"--rna {shlex.quote(input.rna[0])}" if input.rna else "",
-        features_dir=teacher_features_dir,
-        mags=",".join(TEACHER_MAGS),
+        rna_arg=INPUTS.rna_arg,
+        features_dir=INPUTS.features_dir,
+        mags=",".join(PLAN.magnifications),
         seed=CFG.training.seed,
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
     wildcard_constraints:
         model="|".join(re.escape(m) for m in BASELINE_MODELS),
         fold=r"\d+",
-        task="survival|classification",
+        task=TASK_PATTERN,
     log:
         P("logs/baseline/{cohort}/{task}/{model}/fold{fold}.log"),
+    benchmark:
+        B("baseline", "{task}/{model}/fold{fold}")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: int(min(CFG.teacher.feature_cache_gb, 64) * 1000 + 4000) * attempt,
@@ -65,4 +46,5 @@ rule baseline:
     conda:
         "../envs/train.yaml"
     shell:
-        "duopath train " + TRAIN_ARGS + " --baseline-settings {params.baseline_settings} {params.rna_arg} > {log:q} 2>&1"
+        "{DUOPATH} train " + TRAIN_ARGS
+        + " --baseline-settings {params.baseline_settings} {params.rna_arg} > {log:q} 2>&1"

@@ -19,10 +19,13 @@ for _cohort in [c for c in PLAN.cohorts if PLAN.is_demo(c)]:
         # Slides render in parallel (same bytes whatever the count); every other job waits on
         # this one, so its threads would otherwise sit idle.
         threads: 2
+        benchmark:
+            B("demo", "demo", cohort=_cohort)
         resources:
             mem_mb=3000,
             runtime=30,
         conda:
             "../envs/wsi.yaml"
         shell:
-            "duopath demo --settings {params.settings} --out {params.out_dir} --threads {threads} > {log} 2>&1"
+            "{DUOPATH} demo --settings {params.settings} --out {params.out_dir:q} --threads {threads} "
+            "> {log:q} 2>&1"

@@ -1,23 +1,24 @@
 # Stage 3: tile features into zarr with the configured encoder (GPU when there is one).
-
-# The encoder settings every embed job gets, the same for the per-slide and the batched rules;
+# The encoder settings every embed job gets are the same for the per-slide and the batched rules;
 # slides_per_job only says how jobs are cut (the features do not depend on it), so it is left out.
-EMBED_SETTINGS = shlex.quote(CFG.encoder.model_dump_json(exclude={"slides_per_job"}))
 
 
 rule embed:
     input:
-        slide=slide_file,
+        slide=INPUTS.slide_file,
         tiles=P(layout.TILES),
     output:
         directory(P(layout.FEATURES)),
     params:
-        settings=EMBED_SETTINGS,
-        mpp=mpp_arg,
+        settings=settings(CFG.encoder, exclude={"slides_per_job"}),
+        mpp=INPUTS.mpp_arg,
+        on_error=CFG.on_slide_error,
     wildcard_constraints:
         encoder=ENCODER,
     log:
         P("logs/embed/{cohort}/{encoder}/{slide}.log"),
+    benchmark:
+        B("embed", "{encoder}/{slide}")
     threads: max(1, CFG.encoder.num_workers)
     resources:
         mem_mb=6000,
@@ -26,8 +27,8 @@ rule embed:
     conda:
         "../envs/embed.yaml"
     shell:
-        "duopath embed {input.slide} --tiles {input.tiles} --slide-id {wildcards.slide} "
-        "--settings {params.settings} {params.mpp} --on-error " + CFG.on_slide_error + " --out {output} > {log} 2>&1"
+        "{DUOPATH} embed {input.slide:q} --tiles {input.tiles:q} --slide-id {wildcards.slide:q} "
+        "--settings {params.settings} {params.mpp} --on-error {params.on_error} --out {output:q} > {log:q} 2>&1"
 
 
 # Batched embedding: with encoder.slides_per_job = K > 1, one `duopath embed` process embeds K
@@ -50,7 +51,7 @@ if CFG.encoder.slides_per_job > 1:
                 output:
                     [directory(P(layout.FEATURES, cohort=_cohort, encoder=ENCODER, slide=s)) for s in _chunk],
                 params:
-                    settings=EMBED_SETTINGS,
+                    settings=settings(CFG.encoder, exclude={"slides_per_job"}),
                     args=embed_args(
                         _chunk,
                         slide_path=lambda s, c=_cohort: str(PLAN.slide(c, s)["slide_path"]),
@@ -58,8 +59,11 @@ if CFG.encoder.slides_per_job > 1:
                         store=lambda s, c=_cohort: P(layout.FEATURES, cohort=c, encoder=ENCODER, slide=s),
                         mpp=lambda s, c=_cohort: PLAN.slide_mpp(c, s),
                     ),
+                    on_error=CFG.on_slide_error,
                 log:
                     P(f"logs/embed/{_cohort}/{ENCODER}/batch_{_i}.log"),
+                benchmark:
+                    B("embed", f"{ENCODER}/batch_{_i}", cohort=_cohort)
                 threads: max(1, CFG.encoder.num_workers)
                 resources:
                     mem_mb=6000,
@@ -68,6 +72,7 @@ if CFG.encoder.slides_per_job > 1:
                 conda:
                     "../envs/embed.yaml"
                 shell:
-                    "duopath embed {params.args} --settings {params.settings} --on-error " + CFG.on_slide_error + " > {log} 2>&1"
+                    "{DUOPATH} embed {params.args} --settings {params.settings} "
+                    "--on-error {params.on_error} > {log:q} 2>&1"
 
             workflow.ruleorder(f"embed_batch_{_cohort}_{_i}", "embed")

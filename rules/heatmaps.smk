@@ -3,29 +3,11 @@
 # results/{cohort}/{task}/{model}/fold{k}/heatmaps/*.png + heatmaps.json, for
 # `report.heatmap_patients` TEST patients of the fold (highest / lowest risk in turn, or the most
 # confident of each class). The report embeds every PNG found there. Slide files are not inputs: a
-# missing one is skipped with a warning (the report still builds). Logic: duopath.report.fold_heatmaps.
-# Include after teacher.smk and student.smk (teacher_targets, student_targets, teacher_features_dir)
-# and before report.smk (rule report waits for heatmap_targets).
+# missing one is skipped with a warning (the report still builds). Which folds get heatmaps:
+# PLAN.heatmap_dirs. Logic: duopath.report.fold_heatmaps.
+import re
 
-HEATMAP_MODELS = ["teacher", "student"]
-
-
-def heatmap_targets(cohort):
-    """The heatmaps folders of ``cohort``: the teacher's when it has one, the student's when it has one."""
-    if not teacher_targets(cohort):
-        return []
-    models = ["teacher"] + (["student"] if student_targets(cohort) else [])
-    return [
-        P(layout.HEATMAPS_DIR, cohort=cohort, task=t, model=m, fold=str(k))
-        for t in CFG.cohorts[cohort].tasks
-        for m in models
-        for k in range(CFG.training.folds)
-    ]
-
-
-def _heatmap_rna(wildcards):
-    """The RNA file for a teacher (its genes); a student needs none."""
-    return P(layout.RNA_H5AD, cohort=wildcards.cohort) if wildcards.model == "teacher" else []
+from duopath.workflow import HEATMAP_MODELS
 
 
 rule heatmaps:
@@ -33,21 +15,30 @@ rule heatmaps:
         checkpoint=P(layout.CHECKPOINT),
         predictions=P(layout.PREDICTIONS),
         done=P(layout.METRICS),  # written last by the trainers: the fold is complete
-        features=cohort_slides(layout.FEATURES),
+        features=INPUTS.cohort_slides(layout.FEATURES),
         sheet=P(layout.SHEET),
-        rna=_heatmap_rna,
+        rna=INPUTS.teacher_rna,
     output:
-        directory(P(layout.HEATMAPS_DIR)),
+        report(
+            directory(P(layout.HEATMAPS_DIR)),
+            patterns=["{name}.png"],
+            caption="../workflow/report/heatmaps.rst",
+            category="Heatmaps",
+            subcategory="{cohort}: {task}",
+            labels={"model": "{model}", "fold": "{fold}", "patient": "{name}"},
+        ),
     params:
-        features_dir=teacher_features_dir,
+        features_dir=INPUTS.features_dir,
         patients=CFG.report.heatmap_patients,
-        rna=lambda wc, input: f"--rna {shlex.quote(input.rna)}" if input.rna else "",
+        rna=INPUTS.rna_arg,
     wildcard_constraints:
-        model="|".join(HEATMAP_MODELS),
+        model="|".join(re.escape(m) for m in HEATMAP_MODELS),
         fold=r"\d+",
-        task="survival|classification",
+        task=TASK_PATTERN,
     log:
         P("logs/heatmaps/{cohort}/{task}/{model}/fold{fold}.log"),
+    benchmark:
+        B("heatmaps", "{task}/{model}/fold{fold}")
     threads: 2
     resources:
         mem_mb=8000,
@@ -55,6 +46,6 @@ rule heatmaps:
     conda:
         "../envs/heatmaps.yaml"
     shell:
-        "duopath heatmaps --checkpoint {input.checkpoint:q} --predictions {input.predictions:q} "
+        "{DUOPATH} heatmaps --checkpoint {input.checkpoint:q} --predictions {input.predictions:q} "
         "--sheet {input.sheet:q} --features-dir {params.features_dir:q} {params.rna} "
         "--patients {params.patients} --threads {threads} --out {output:q} > {log:q} 2>&1"

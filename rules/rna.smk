@@ -4,24 +4,26 @@
 # Logic: duopath.rna (contract in duopath/rna/build.py); settings: the `rna:` config section.
 
 
-def rna_gene_set_files(wildcards):
-    """User gene-set files (GMT/CSV) as inputs, so editing one re-runs the rule."""
-    return [s for s in CFG.rna.gene_sets if s != "hallmark"]
-
-
 rule rna:
     input:
-        rna=rna_source,
+        rna=INPUTS.rna_source,
         sheet=P(layout.SHEET),
-        gene_sets=rna_gene_set_files,
+        gene_sets=INPUTS.gene_set_files,
     output:
         h5ad=P(layout.RNA_H5AD),
-        qc=P("rna/{cohort}.qc.png"),
-        summary=P("rna/{cohort}.summary.txt"),
+        qc=report(
+            P(layout.RNA_QC),
+            caption="../workflow/report/rna_qc.rst",
+            category="RNA",
+            labels={"cohort": "{cohort}", "figure": "RNA QC"},
+        ),
+        summary=P(layout.RNA_SUMMARY),
     params:
         settings=settings(CFG.rna),
     log:
         P(layout.LOGS, rule="rna", name="rna"),
+    benchmark:
+        B("rna", "rna")
     resources:
         # ~1,200 TCGA samples x 60k GENCODE genes in float64 plus copies: a few GB.
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
@@ -30,6 +32,6 @@ rule rna:
     conda:
         "../envs/rna.yaml"
     shell:
-        "duopath rna --source {input.rna:q} --sheet {input.sheet:q} "
+        "{DUOPATH} rna --source {input.rna:q} --sheet {input.sheet:q} "
         "--settings {params.settings} --out {output.h5ad:q} --qc {output.qc:q} "
         "--summary {output.summary:q} > {log:q} 2>&1"

@@ -3,23 +3,31 @@
 
 rule segment:
     input:
-        slide=slide_file,
+        slide=INPUTS.slide_file,
     output:
         mask=P(layout.MASK_PNG),
         meta=P(layout.MASK_JSON),
-        qc=P(layout.MASK_QC),
+        qc=report(
+            P(layout.MASK_QC),
+            caption="../workflow/report/mask_qc.rst",
+            category="Slide QC",
+            subcategory="{cohort}: tissue masks",
+            labels={"cohort": "{cohort}", "slide": "{slide}", "figure": "tissue mask"},
+        ),
     params:
         settings=settings(CFG.segmentation),
-        mpp=mpp_arg,
+        mpp=INPUTS.mpp_arg,
         on_error=CFG.on_slide_error,
     log:
         P("logs/segment/{cohort}/{slide}.log"),
+    benchmark:
+        B("segment", "{slide}")
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         "../envs/wsi.yaml"
     shell:
-        "duopath segment {input.slide} --slide-id {wildcards.slide} --settings {params.settings} "
+        "{DUOPATH} segment {input.slide:q} --slide-id {wildcards.slide:q} --settings {params.settings} "
         "{params.mpp} --on-error {params.on_error} "
-        "--mask {output.mask} --meta {output.meta} --qc {output.qc} > {log} 2>&1"
+        "--mask {output.mask:q} --meta {output.meta:q} --qc {output.qc:q} > {log:q} 2>&1"

@@ -8,9 +8,10 @@ rule sample_sheet:
         P(layout.SHEET),
     params:
         settings=lambda wc: settings(CFG.cohorts[wc.cohort]),
-        cohort="{cohort}",
         demo_dir=lambda wc: P(layout.DEMO_DIR, cohort=wc.cohort),
     localrule: True
+    conda:
+        "../envs/wsi.yaml"
     shell:
-        "duopath sheet --cohort-settings {params.settings} --source {input} "
-        "--demo-dir {params.demo_dir} --out {output}"
+        "{DUOPATH} sheet --cohort-settings {params.settings} --source {input:q} "
+        "--demo-dir {params.demo_dir:q} --out {output:q}"

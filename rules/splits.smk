@@ -11,6 +11,8 @@ rule splits:
         settings=settings(CFG.training),
         task=lambda wc: CFG.cohorts[wc.cohort].primary_task,
     localrule: True
+    conda:
+        "../envs/train.yaml"
     shell:
-        "duopath splits --sheet {input.sheet} --task {params.task} --settings {params.settings} "
-        "--out {output.table} --info {output.info}"
+        "{DUOPATH} splits --sheet {input.sheet:q} --task {params.task} --settings {params.settings} "
+        "--out {output.table:q} --info {output.info:q}"

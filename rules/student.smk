@@ -4,32 +4,16 @@
 # as the teacher's under results/{cohort}/{task}/{model}/fold{k}/. Both read the teacher
 # checkpoint (its patients, bins/classes and task-loss settings make the comparison paired) and
 # the RNA file (the teacher's inputs for the distillation targets; the student never sees genes).
-# Logic: duopath.training.student_trainer. Needs teacher.smk (teacher_features_dir, TEACHER_*).
+# A cohort without RNA has no teacher, so no student (PLAN.students). Logic:
+# duopath.training.student_trainer.
 import os
-
-STUDENT_MODELS = ["student", "student_nokd"]
-
-
-def student_targets(cohort):
-    """metrics.json of both students for every task and fold of ``cohort`` (for `rule all`).
-
-    No teacher (a cohort without RNA) means nothing to distil from: nothing is returned.
-    """
-    if not teacher_targets(cohort):
-        return []
-    c = CFG.cohorts[cohort]
-    return [
-        P(layout.METRICS, cohort=cohort, task=t, model=m, fold=str(k))
-        for t in c.tasks
-        for m in STUDENT_MODELS
-        for k in range(CFG.training.folds)
-    ]
+import re
 
 
 rule student:
     input:
         teacher=P(layout.CHECKPOINT, model="teacher"),
-        features=cohort_slides(layout.FEATURES),
+        features=INPUTS.cohort_slides(layout.FEATURES),
         rna=P(layout.RNA_H5AD),
         splits=P(layout.SPLITS),
         sheet=P(layout.SHEET),
@@ -41,15 +25,17 @@ rule student:
         metrics=P(layout.METRICS),
     params:
         settings=settings(CFG.student),
-        features_dir=teacher_features_dir,
+        features_dir=INPUTS.features_dir,
         seed=CFG.training.seed,
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
     wildcard_constraints:
-        model="student|student_nokd",
+        model="|".join(re.escape(m) for m in PLAN.student_models),
         fold=r"\d+",
-        task="survival|classification",
+        task=TASK_PATTERN,
     log:
         P("logs/student/{cohort}/{task}/{model}/fold{fold}.log"),
+    benchmark:
+        B("student", "{task}/{model}/fold{fold}")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: int(min(CFG.student.feature_cache_gb, 64) * 1000 + 4000) * attempt,
@@ -58,7 +44,7 @@ rule student:
     conda:
         "../envs/train.yaml"
     shell:
-        "duopath train-student --sheet {input.sheet:q} --splits {input.splits:q} --rna {input.rna:q} "
+        "{DUOPATH} train-student --sheet {input.sheet:q} --splits {input.splits:q} --rna {input.rna:q} "
         "--features-dir {params.features_dir:q} --teacher {input.teacher:q} --fold {wildcards.fold} "
         "--model {wildcards.model} --task {wildcards.task} --seed {params.seed} "
         "--settings {params.settings} --cohort {wildcards.cohort} --threads {threads} "

@@ -9,9 +9,12 @@ Checked here:
    or an extra, or required by one that is), under the conda<->PyPI names of ``CONDA_TO_PYPI``;
 2. its version bounds lie within the project's (pyproject.toml + constraints.txt) and admit the
    version installed here (the one the tests ran against); python satisfies requires-python;
-3. every rule with a ``conda:`` env runs a ``duopath`` command whose imports (that command's
-   own, then all of the duopath modules they reach) are in that env, directly or as a
-   dependency of a listed package -- except the optional back-ends in ``OPTIONAL_IMPORTS``;
+3. every rule runs its stage as ``{DUOPATH} <command>`` (``python -m duopath``: the activated
+   env's interpreter on the workflow's own source) and has a ``conda:`` env holding what that
+   job imports -- ``python -m duopath``'s start-up (``duopath.__main__`` and every module the
+   CLI imports when it loads), then the command's own imports and all of the duopath modules
+   they reach -- directly or as a dependency of a listed package, except the optional back-ends
+   in ``OPTIONAL_IMPORTS``;
 4. every env file is used by a rule and every ``conda:`` names an existing file.
 """
 
@@ -217,6 +220,19 @@ def bounds(spec: SpecifierSet) -> tuple[Version | None, Version | None]:
 # --- the rules' side --------------------------------------------------------------------------
 
 
+def rule_blocks() -> list[tuple[str, str, str]]:
+    """(rule file, rule name, rule text) for every rule of rules/*.smk."""
+    out = []
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = [m.start() for m in re.finditer(r"^\s*rule\b", text, flags=re.M)]
+        for a, b in zip(starts, [*starts[1:], len(text)][: len(starts)], strict=True):
+            block = text[a:b]
+            named = re.search(r"rule\s+(\w+)\s*:", block) or re.search(r'name:\s*f?"([^"]+)"', block)
+            out.append((smk.name, named.group(1) if named else "?", block))
+    return out
+
+
 def rules_with_envs() -> list[tuple[str, str, Path, str | None]]:
     """(rule file, rule name, env path, `duopath` sub-command) for every rule with `conda:`."""
     out = []
@@ -229,7 +245,7 @@ def rules_with_envs() -> list[tuple[str, str, Path, str | None]]:
             if conda is None:
                 continue
             named = re.search(r"rule\s+(\w+)\s*:", block) or re.search(r'name:\s*f?"([^"]+)"', block)
-            shell = re.search(r'shell:\s*(?:[rf]?"(?:[^"]*?\s)?)?duopath\s+([\w-]+)', block)
+            shell = re.search(r'shell:\s*(?:[rf]?"(?:[^"]*?\s)?)?\{DUOPATH\}\s+([\w-]+)', block)
             env = (smk.parent / conda.group(1)).resolve()
             out.append((smk.name, named.group(1) if named else "?", env,
                         shell.group(1) if shell else None))
@@ -282,6 +298,39 @@ def _imports(tree: ast.AST, module: str, is_package: bool, top_level_only: bool)
             out.append(target)
             out += [f"{target}.{a.name}" for a in node.names]
     return out
+
+
+def startup_imports() -> set[str]:
+    """Third-party modules `python -m duopath <anything>` imports before any command runs.
+
+    Follows module-level imports only (commands import their heavy modules lazily), starting at
+    ``duopath.__main__`` (which loads the CLI package and, through it, every command module).
+    """
+    third: set[str] = set()
+    seen: set[str] = set()
+    todo = ["duopath.__main__"]
+    while todo:
+        name = todo.pop()
+        top = name.split(".")[0]
+        if top != "duopath":
+            if top and top not in sys.stdlib_module_names and top != "__future__":
+                third.add(top)
+            continue
+        if name in seen:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ModuleNotFoundError, ValueError):  # `from duopath.cli import app`: not a module
+            spec = None
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        tree = ast.parse(Path(spec.origin).read_text())
+        is_pkg = spec.submodule_search_locations is not None
+        todo += _imports(tree, name, is_pkg, top_level_only=True)
+    return third
 
 
 def command_imports(func: object) -> set[str]:
@@ -402,7 +451,7 @@ def test_stage_env_has_what_its_command_imports(rule: tuple[str, str, Path, str 
     for pkg in packages:
         available |= requirements_of(pkg)
     missing = []
-    for module in sorted(command_imports(commands[command])):
+    for module in sorted(startup_imports() | command_imports(commands[command])):
         if module in OPTIONAL_IMPORTS:
             continue
         dist = import_dist(module)
@@ -410,6 +459,24 @@ def test_stage_env_has_what_its_command_imports(rule: tuple[str, str, Path, str 
             missing.append(f"{module} (distribution {dist})")
     assert not missing, (f"rule {name} runs `duopath {command}` in {env.name}, which lacks: "
                          f"{', '.join(missing)}")
+
+
+def test_every_rule_runs_its_stage_with_the_envs_python() -> None:
+    """`{DUOPATH}` (python -m duopath) and a conda env in every rule: with --sdm conda a bare
+    `duopath` would be whichever console script is first on PATH (the project venv's), and a
+    rule without `conda:` would run on whatever `python` the shell finds."""
+    problems = []
+    for smk, name, block in rule_blocks():
+        shell = block[block.find("shell:"):] if "shell:" in block else ""
+        shell = "\n".join(line for line in shell.splitlines() if not line.lstrip().startswith("#"))
+        if re.search(r"(?<![\w.-])duopath\s+[a-z]", shell):
+            problems.append(f"rules/{smk}: rule {name} calls the `duopath` console script")
+        if "shell:" in block and "{DUOPATH}" not in block:
+            problems.append(f"rules/{smk}: rule {name} does not run `{{DUOPATH}} <command>`")
+        if "shell:" in block and "conda:" not in block:
+            problems.append(f"rules/{smk}: rule {name} has no conda: env")
+    assert not problems, "\n".join(problems)
+    assert "typer" in startup_imports()  # the walk follows the CLI's start-up
 
 
 def test_helpers_see_real_differences() -> None:

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 2700) -> subprocess.CompletedProcess:
     # PATH deliberately without the venv's bin: the README runs `.venv/bin/snakemake` without
     # activating the venv, so the workflow itself must find the `duopath` CLI.
     venv_bin = str(Path(sys.executable).parent)
@@ -151,6 +151,35 @@ def test_second_run_does_nothing(finished_run: Path) -> None:
     run = snakemake(finished_run, "--cores", "2", "-n")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Nothing to be done" in run.stdout + run.stderr
+
+
+HEAVY_STAGES = ("demo", "segment", "tile", "embed", "rna", "teacher", "baseline", "student", "heatmaps",
+                "evaluate", "qc_contact_sheet", "report")
+
+
+def test_benchmarks_contact_sheet_and_snakemake_report(finished_run: Path) -> None:
+    import zipfile
+
+    from PIL import Image
+
+    out = finished_run / "output"
+    for stage in HEAVY_STAGES:
+        assert list((out / "benchmarks").glob(f"*/{stage}/**/*.tsv")), f"no benchmark of {stage}"
+    html = (out / layout.REPORT.format(cohort="minidemo")).read_text(encoding="utf-8")
+    assert 'id="resources"' in html and "Slowest jobs" in html and ">teacher<" in html
+    figures = sorted(p.name for p in (out / layout.REPORT_FIGURES.format(cohort="minidemo")).iterdir())
+    assert "survival.kaplan_meier_teacher.png" in figures and not any("heatmap" in f for f in figures)
+    for cohort in ("tiny", "minidemo"):
+        with Image.open(out / layout.QC_CONTACT_SHEET.format(cohort=cohort)) as sheet:
+            assert sheet.width > 256
+    run = snakemake(finished_run, "--report", "report.zip")
+    assert run.returncode == 0, run.stderr[-3000:]
+    names = zipfile.ZipFile(finished_run / "report.zip").namelist()
+    for expected in ("contact_sheet.png", "summary.csv", "comparisons.csv", "wsi_summary.csv",
+                     "cmu_a.tiles.jpg", "survival.kaplan_meier_teacher.png", "report.html"):
+        assert any(n.endswith(expected) for n in names), f"{expected} not in the Snakemake report"
+    heatmaps = sorted(out.glob("results/minidemo/*/*/fold*/heatmaps/*.png"))
+    assert heatmaps and any(n.endswith("/" + heatmaps[0].name) for n in names)  # stored by file name
 
 
 def test_one_cohort_alone_and_interrupted_store_redone(finished_run: Path) -> None:

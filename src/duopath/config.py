@@ -587,7 +587,12 @@ class BaselinesConfig(_Strict):
 
 
 class ReportConfig(_Strict):
-    heatmap_patients: int = Field(3, ge=0)
+    heatmap_patients: int = Field(3, ge=0, description="test patients per fold painted as heatmaps")
+    n_boot: int = Field(
+        1000, ge=100, le=100_000,
+        description="bootstrap replicates of the pooled primary-metric difference (C-index / AUC) "
+        "of every model pair in comparisons.csv; below ~100 the confidence interval is noise",
+    )
 
 
 class DuopathConfig(_Strict):

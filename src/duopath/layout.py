@@ -25,7 +25,10 @@ TILES = "tiles/{cohort}/{slide}.parquet"
 TILES_QC = "qc/{cohort}/{slide}.tiles.jpg"
 FEATURES = "features/{cohort}/{encoder}/{slide}.zarr"
 WSI_SUMMARY = "qc/{cohort}/wsi_summary.csv"
+QC_CONTACT_SHEET = "qc/{cohort}/contact_sheet.png"  # one thumbnail per slide, for the reader
 RNA_H5AD = "rna/{cohort}.h5ad"
+RNA_QC = "rna/{cohort}.qc.png"
+RNA_SUMMARY = "rna/{cohort}.summary.txt"
 SPLITS = "splits/{cohort}.csv"
 SPLITS_INFO = "splits/{cohort}.json"
 LOGS = "logs/{rule}/{cohort}/{name}.log"
@@ -41,6 +44,11 @@ METRICS_CSV = "results/{cohort}/metrics.csv"  # task x model x fold x metric (+ 
 SUMMARY_CSV = "results/{cohort}/summary.csv"  # mean ± std over folds per task x model x metric
 COMPARISONS_CSV = "results/{cohort}/comparisons.csv"  # every model vs the main model
 REPORT = "results/{cohort}/report.html"
+REPORT_FIGURES = "results/{cohort}/figures"  # the report's figures as PNG files (snakemake --report)
+# Snakemake `benchmark:` TSVs (wall time, max RSS, I/O), one per job: {stage} is the rule, {job}
+# its wildcards as a sub-path (a slide, or task/model/fold). Summarised in the report.
+BENCHMARKS_DIR = "benchmarks/{cohort}"
+BENCHMARK = BENCHMARKS_DIR + "/{stage}/{job}.tsv"
 
 
 FOLD_FILES = {

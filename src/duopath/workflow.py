@@ -1,39 +1,78 @@
 """What the Snakemake DAG is made of, computed once at parse time from the validated config.
 
-Why here and not in the Snakefile: the plan (which cohorts, which slides, their mpp overrides)
-must be cheap -- no slide is opened while the DAG is built, so ``snakemake -n`` over a
-thousand slides takes seconds -- and it must be unit-testable without Snakemake.
+Why here and not in the Snakefile: the plan (which cohorts, which slides, their mpp overrides,
+and which models, tasks and folds each cohort trains and reports) must be cheap -- no slide is
+opened while the DAG is built, so ``snakemake -n`` over a thousand slides takes seconds -- and
+it must be unit-testable without Snakemake. The rule files only *read* the plan: none of them
+defines a model list another one needs, so the order of the ``include:`` lines does not matter.
+Input functions (wildcards -> paths/arguments) are in :mod:`duopath.workflow_inputs`.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 
 from duopath import layout
 from duopath.cohort import canonicalise_sheet, read_sample_sheet
-from duopath.config import DuopathConfig
+from duopath.config import ConfigError, DuopathConfig
+from duopath.layout import TASKS
+from duopath.training.variants import (
+    BASE_MODEL,
+    STUDENT_MODELS,
+    baseline_names,
+    model_names,
+    variant_config,
+)
+
+__all__ = ["HEATMAP_MODELS", "STUDENT_MODELS", "TASKS", "Plan"]
+
+# Models whose folds get attention/importance heatmaps (duopath.report.fold_heatmaps).
+HEATMAP_MODELS: tuple[str, ...] = (BASE_MODEL, "student")
 
 
 class Plan:
-    """Cohorts and slides of one workflow run."""
+    """Cohorts, slides, models, tasks and folds of one workflow run."""
 
     def __init__(self, cfg: DuopathConfig) -> None:
         self.cfg = cfg
         self.output_dir = str(cfg.output_dir)
         unknown = [c for c in cfg.only_cohorts if c not in cfg.cohorts]
         if unknown:
-            from duopath.config import ConfigError
-
             raise ConfigError(
                 f"only_cohorts names unknown cohorts {unknown}; configured: {sorted(cfg.cohorts)}"
             )
         self.cohorts = list(cfg.only_cohorts or cfg.cohorts)
+        self.encoder = cfg.encoder.name
+        self.magnifications = list(cfg.tiling.magnifications)
+        self.folds = [str(k) for k in range(cfg.training.folds)]
+        self.teacher_models = model_names(cfg.teacher)
+        for model in self.teacher_models:  # a bad ablation fails at parse time, naming the key
+            try:
+                variant_config(cfg.teacher, model, self.magnifications)
+            except ValueError as err:
+                raise ConfigError(f"config.yaml, teacher.ablations: {err}") from None
+        self.student_models = list(STUDENT_MODELS)
+        # the validated config's hash: the report shows it (provenance)
+        self.config_hash = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+
+    # ------------------------------------------------------------------ paths
 
     def path(self, pattern: str, **fields: str) -> str:
         return layout.out(self.output_dir, pattern, **fields)
+
+    def features_dir(self, cohort: str) -> str:
+        """The folder of the cohort's ``{slide}.zarr`` stores."""
+        return str(Path(self.path(layout.FEATURES, cohort=cohort, encoder=self.encoder, slide="_")).parent)
+
+    def benchmark(self, stage: str, job: str, **fields: str) -> str:
+        """The benchmark TSV of one job of ``stage`` (``job``: its wildcards as a sub-path)."""
+        return self.path(layout.BENCHMARK, stage=stage, job=job, **fields)
+
+    # ------------------------------------------------------------------ cohorts and slides
 
     def is_demo(self, cohort: str) -> bool:
         return self.cfg.cohorts[cohort].demo is not None
@@ -49,6 +88,15 @@ class Plan:
         if c.demo is not None:
             return self.path(layout.DEMO_SHEET, cohort=cohort)
         return str(c.sample_sheet)
+
+    def rna_source(self, cohort: str) -> str:
+        """The cohort's RNA input: the demo's counts, or the configured file/folder."""
+        c = self.cfg.cohorts[cohort]
+        if c.demo is not None:
+            return self.path(layout.DEMO_RNA, cohort=cohort)
+        if c.rna is None:
+            raise ConfigError(f"cohort {cohort!r} has no `rna:` source")
+        return str(c.rna)
 
     @functools.cache  # noqa: B019 - one Plan per workflow run; the cache lives as long as it
     def sheet(self, cohort: str) -> pd.DataFrame:
@@ -96,3 +144,72 @@ class Plan:
     def slide_mpp(self, cohort: str, slide: str) -> float | None:
         mpp = self.slide(cohort, slide)["mpp"]
         return None if mpp is None or pd.isna(mpp) else float(mpp)
+
+    # ------------------------------------------------------------------ models, tasks, folds
+
+    def tasks(self, cohort: str) -> list[str]:
+        return list(self.cfg.cohorts[cohort].tasks)
+
+    def has_teacher(self, cohort: str) -> bool:
+        """The teacher (and so the students distilled from it) needs RNA."""
+        return self.has_rna(cohort)
+
+    def teachers(self, cohort: str) -> list[str]:
+        """``teacher`` and its ablations, when the cohort has RNA."""
+        return list(self.teacher_models) if self.has_teacher(cohort) else []
+
+    def students(self, cohort: str) -> list[str]:
+        """Both students, when there is a teacher to distil from."""
+        return list(self.student_models) if self.has_teacher(cohort) else []
+
+    def baselines(self, cohort: str) -> list[str]:
+        """The configured baselines the cohort's data allows."""
+        return baseline_names(self.cfg.baselines, has_rna=self.has_rna(cohort))[0]
+
+    def heatmap_models(self, cohort: str) -> list[str]:
+        return [m for m in HEATMAP_MODELS if m in self.teachers(cohort) + self.students(cohort)]
+
+    def report_models(self, cohort: str) -> list[str]:
+        """Models compared in the cohort's report, the MAIN model first.
+
+        The main model is the reference of every paired comparison (``<main>_*`` models form the
+        ablation table): the teacher and its ablations, the students, then the baselines. A
+        cohort without RNA has no teacher: its main model is its first baseline.
+        """
+        return self.teachers(cohort) + self.students(cohort) + self.baselines(cohort)
+
+    def skipped_models(self, cohort: str) -> dict[str, str]:
+        """Configured models the cohort's data does not allow -> why (shown in the report)."""
+        why = dict(baseline_names(self.cfg.baselines, has_rna=self.has_rna(cohort))[1])
+        if not self.has_teacher(cohort):
+            why.update({m: "the cohort has no RNA" for m in self.teacher_models + self.student_models})
+        return why
+
+    def fold_paths(self, cohort: str, pattern: str, models: list[str]) -> list[str]:
+        """``pattern`` (a per-fold result path) for every task of ``cohort``, model and fold."""
+        return [
+            self.path(pattern, cohort=cohort, task=t, model=m, fold=k)
+            for t in self.tasks(cohort)
+            for m in models
+            for k in self.folds
+        ]
+
+    # ------------------------------------------------------------------ targets
+
+    def targets(self, cohort: str) -> list[str]:
+        """Every final output of ``cohort`` (what `rule all` asks for)."""
+        out = [
+            self.path(layout.WSI_SUMMARY, cohort=cohort),
+            self.path(layout.QC_CONTACT_SHEET, cohort=cohort),
+            self.path(layout.SPLITS, cohort=cohort),
+        ]
+        if self.has_rna(cohort):
+            out.append(self.path(layout.RNA_H5AD, cohort=cohort))
+        out += self.fold_paths(cohort, layout.METRICS, self.report_models(cohort))
+        if self.report_models(cohort):
+            out.append(self.path(layout.REPORT, cohort=cohort))
+        return out
+
+    def heatmap_dirs(self, cohort: str) -> list[str]:
+        """The heatmaps folders the report of ``cohort`` waits for."""
+        return self.fold_paths(cohort, layout.HEATMAPS_DIR, self.heatmap_models(cohort))

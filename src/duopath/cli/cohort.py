@@ -91,3 +91,18 @@ def splits(
         fail(err)
     write_table(out, table)
     write_json(info, dataclasses.asdict(meta))
+
+
+def config_schema(
+    out: Annotated[Optional[Path], typer.Option("--out", help="write here (default: stdout)")] = None,  # noqa: UP045
+) -> None:
+    """JSON schema of config.yaml (from the pydantic models), for editors' completion and checks."""
+    from duopath.config_schema import schema_json
+
+    text = schema_json()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        from duopath.io import write_text
+
+        write_text(out, text)

@@ -102,6 +102,13 @@ def report(
         typer.Option("--skipped", help="'model=reason' for a configured model the data does not allow "
                      "(repeatable; shown in the protocol section)"),
     ] = None,
+    benchmarks_dir: Annotated[
+        Path | None, typer.Option("--benchmarks-dir", help="benchmarks/{cohort}: the jobs' benchmark TSVs "
+                                  "(summarised in a resources section)")
+    ] = None,
+    figures_dir: Annotated[
+        Path | None, typer.Option("--figures-dir", help="also write the page's figures here as PNG files")
+    ] = None,
 ) -> None:
     """Write the cohort's self-contained HTML report (models and their order from metrics.csv)."""
     import pandas as pd
@@ -115,6 +122,8 @@ def report(
         read_table,
     )
     from duopath.io import atomic_path
+    from duopath.report.benchmarks import read_benchmarks
+    from duopath.report.figure_files import write_report_figures
     from duopath.report.html import ReportInputs, build_report
 
     try:
@@ -138,12 +147,15 @@ def report(
             time_unit=time_unit,
             max_heatmaps=max_heatmaps,
             skipped=_pairs(skipped or [], "--skipped"),
+            benchmarks=read_benchmarks(benchmarks_dir) if benchmarks_dir is not None else None,
         )
         page = build_report(inputs)
     except ValueError as err:
         fail(err)
     with atomic_path(out) as tmp:  # UTF-8 whatever the locale (the page has ±, Δ, µ)
         tmp.write_text(page, encoding="utf-8")
+    if figures_dir is not None:
+        log.info("%d figures -> %s", len(write_report_figures(page, figures_dir)), figures_dir)
     log.info("report of %d models -> %s (%.1f MB)", len(inputs.models), out, len(page) / 1e6)
 
 
@@ -194,3 +206,17 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
             raise typer.BadParameter(f"{option} {v!r}: expected 'model=reason'")
         out[key.strip()] = why.strip()
     return out
+
+
+def contact_sheet(
+    wsi_summary: Annotated[Path, typer.Option("--wsi-summary", help="qc/{cohort}/wsi_summary.csv")],
+    images: Annotated[list[Path], typer.Option("--image", help="QC image per summary row (repeat)")],
+    out: Annotated[Path, typer.Option("--out", help="contact sheet PNG")],
+) -> None:
+    """One thumbnail per slide with its status, tissue area and tiles (the Snakemake report's QC)."""
+    from duopath.report.contact_sheet import write_contact_sheet
+
+    try:
+        write_contact_sheet(wsi_summary, images, out)
+    except ValueError as err:
+        fail(err)

@@ -39,6 +39,7 @@ from duopath.evaluation.metrics import (
     pooled_classification_metric,
     pooled_harrell_c,
 )
+from duopath.report.benchmarks import benchmarks_html
 from duopath.report.html_figures import heatmap_section, plots_section, unit_of
 from duopath.report.html_parts import (
     ABLATION_HELP,
@@ -73,6 +74,7 @@ class ReportInputs:
     time_unit: str = ""
     max_heatmaps: int = 12  # per model and task, spread over the folds
     skipped: Mapping[str, str] = field(default_factory=dict)  # configured model -> why not run
+    benchmarks: pd.DataFrame | None = None  # duopath.report.benchmarks.read_benchmarks
     generated: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
 
     @property
@@ -466,6 +468,7 @@ def build_report(inp: ReportInputs) -> str:
             ("cohort", "Cohort"),
             ("protocol", "Protocol"),
             *[(t, TASK_TITLES.get(t, t)) for t in tasks],
+            *([("resources", "Resources")] if inp.benchmarks is not None else []),
         ]
     )
     body = [
@@ -474,6 +477,8 @@ def build_report(inp: ReportInputs) -> str:
         cohort_section(inp),
         protocol_section(inp),
         *[task_section(inp, t) for t in tasks],
+        *([section("resources", "Resources", benchmarks_html(inp.benchmarks))]
+          if inp.benchmarks is not None else []),
         footer(inp),
     ]
     return (

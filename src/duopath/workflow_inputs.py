@@ -1,0 +1,121 @@
+"""Snakemake input and params functions of the rules, as methods reading one :class:`Plan`.
+
+Why a class and not functions in the ``.smk`` files: the rules stay declarations (inputs,
+outputs, resources, one shell line), every question about the cohort is answered by the plan,
+and these functions are unit-tested without Snakemake. Snakemake calls each method with the
+job's ``wildcards`` (and ``input`` where the signature asks for it). Every path that goes into
+a shell command is quoted here (``shlex.quote``), as the rules quote theirs with ``:q``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from duopath import layout
+from duopath.workflow import Plan
+
+
+class RuleInputs:
+    """Wildcards -> inputs and arguments of the workflow's rules."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.cfg = plan.cfg
+
+    # ------------------------------------------------------------------ slides
+
+    def slide_file(self, wildcards: Any) -> str:
+        """The slide of {cohort}/{slide}: the user's file, or the demo generator's output."""
+        return str(self.plan.slide(wildcards.cohort, wildcards.slide)["slide_path"])
+
+    def mpp_arg(self, wildcards: Any) -> str:
+        """``--mpp X`` when the sample sheet overrides the slide's µm/px, else nothing."""
+        mpp = self.plan.slide_mpp(wildcards.cohort, wildcards.slide)
+        return "" if mpp is None else f"--mpp {mpp}"
+
+    def cohort_slides(self, pattern: str) -> Callable[[Any], list[str]]:
+        """Input function: ``pattern`` filled for every slide of {cohort}."""
+
+        def _inputs(wildcards: Any) -> list[str]:
+            return [
+                self.plan.path(pattern, cohort=wildcards.cohort, slide=s, encoder=self.plan.encoder)
+                for s in self.plan.slides(wildcards.cohort)
+            ]
+
+        return _inputs
+
+    def features_dir(self, wildcards: Any) -> str:
+        """The folder of the cohort's {slide}.zarr stores (the stores themselves are inputs)."""
+        return self.plan.features_dir(wildcards.cohort)
+
+    @staticmethod
+    def summary_args(wildcards: Any, input: Any) -> str:
+        """``--mask-meta M --tiles T --features F`` per slide, quoted, in the sheet's order."""
+        return " ".join(
+            f"--mask-meta {shlex.quote(m)} --tiles {shlex.quote(t)} --features {shlex.quote(f)}"
+            for m, t, f in zip(input.meta, input.tiles, input.features, strict=True)
+        )
+
+    @staticmethod
+    def contact_sheet_args(wildcards: Any, input: Any) -> str:
+        """``--image QC`` per slide, quoted, in the sheet's order (the wsi summary's)."""
+        return " ".join(f"--image {shlex.quote(q)}" for q in input.images)
+
+    # ------------------------------------------------------------------ RNA
+
+    def rna_source(self, wildcards: Any) -> str:
+        return self.plan.rna_source(wildcards.cohort)
+
+    def gene_set_files(self, wildcards: Any) -> list[str]:
+        """User gene-set files (GMT/CSV) as inputs, so editing one re-runs the rule."""
+        return [s for s in self.cfg.rna.gene_sets if s != "hallmark"]
+
+    def rna_if_any(self, wildcards: Any) -> list[str]:
+        """The cohort's RNA file, when it has one (the slide-only baselines run without)."""
+        cohort = wildcards.cohort
+        return [self.plan.path(layout.RNA_H5AD, cohort=cohort)] if self.plan.has_rna(cohort) else []
+
+    def teacher_rna(self, wildcards: Any) -> list[str]:
+        """The RNA file for a teacher's heatmaps (its genes); a student needs none."""
+        if wildcards.model not in self.plan.teacher_models:
+            return []
+        return [self.plan.path(layout.RNA_H5AD, cohort=wildcards.cohort)]
+
+    @staticmethod
+    def rna_arg(wildcards: Any, input: Any) -> str:
+        """``--rna FILE`` when the job has an RNA input, else nothing."""
+        return f"--rna {shlex.quote(input.rna[0])}" if input.rna else ""
+
+    # ------------------------------------------------------------------ evaluation and report
+
+    def fold_outputs(self, pattern: str) -> Callable[[Any], list[str]]:
+        """Input function: ``pattern`` (a per-fold result file) for every report model, task, fold."""
+
+        def _inputs(wildcards: Any) -> list[str]:
+            c = wildcards.cohort
+            return self.plan.fold_paths(c, pattern, self.plan.report_models(c))
+
+        return _inputs
+
+    def heatmap_dirs(self, wildcards: Any) -> list[str]:
+        return self.plan.heatmap_dirs(wildcards.cohort)
+
+    def results_dir(self, wildcards: Any) -> str:
+        return self.plan.path(layout.COHORT_RESULTS, cohort=wildcards.cohort)
+
+    def benchmarks_dir(self, wildcards: Any) -> str:
+        return self.plan.path(layout.BENCHMARKS_DIR, cohort=wildcards.cohort)
+
+    def model_args(self, wildcards: Any) -> str:
+        """``--model M`` for every report model, the main model first."""
+        return " ".join(f"--model {shlex.quote(m)}" for m in self.plan.report_models(wildcards.cohort))
+
+    def task_args(self, wildcards: Any) -> str:
+        return " ".join(f"--task {shlex.quote(t)}" for t in self.plan.tasks(wildcards.cohort))
+
+    def skipped_args(self, wildcards: Any) -> str:
+        """``--skipped 'model=reason'`` for every configured model the cohort's data does not allow."""
+        why = self.plan.skipped_models(wildcards.cohort)
+        return " ".join(f"--skipped {shlex.quote(f'{m}={r}')}" for m, r in why.items())
