@@ -140,11 +140,41 @@ def test_cli_function(cohort: dict, teacher_dir: Path, tmp_path: Path) -> None: 
     from duopath.cli.training import train_student
 
     train_student(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
-                  features_dir=cohort["features"], teacher=teacher_dir / CKPT, fold=0,
-                  settings=student_cfg(optim=OptimConfig(epochs=1)).model_dump_json(), out_dir=tmp_path,
+                  features_dir=cohort["features"], teacher=[teacher_dir / CKPT], fold=[0],
+                  settings=student_cfg(optim=OptimConfig(epochs=1)).model_dump_json(), out_dir=[tmp_path],
                   model="student_nokd", task="survival", seed=1, cohort="synth", threads=0, progress=False)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["model"] == "student_nokd" and m["fold"] == 0 and "c_harrell" in m["test"]
+
+
+def test_cli_folds_in_one_process_match_each_fold_alone(cohort: dict, teacher_dir: Path,  # noqa: F811
+                                                         tmp_path: Path) -> None:
+    """Two folds in one `train-student` call (one --teacher per --fold) give each fold the
+    predictions it gets alone; a teacher given for the wrong fold is refused, naming its fold."""
+    import typer
+
+    from duopath.cli.training import train_student
+
+    teacher1 = tmp_path / "teacher1"
+    train_files(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+                features_dir=cohort["features"], fold=1, model="teacher", cfg=small_cfg(epochs=2),
+                tiled_magnifications=MAGS, task="survival", seed=0, out_dir=teacher1, progress=False)
+    common = dict(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+                  features_dir=cohort["features"], model="student", task="survival", seed=2,
+                  settings=student_cfg(optim=OptimConfig(epochs=1, batch_size=6)).model_dump_json(),
+                  cohort="synth", threads=0, progress=False)
+    train_student(teacher=[teacher_dir / CKPT, teacher1 / CKPT], fold=[0, 1],
+                  out_dir=[tmp_path / "m0", tmp_path / "m1"], **common)
+    train_student(teacher=[teacher1 / CKPT], fold=[1], out_dir=[tmp_path / "a1"], **common)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "m1" / "predictions.parquet"),
+                                  pd.read_parquet(tmp_path / "a1" / "predictions.parquet"))
+    assert json.loads((tmp_path / "m0" / "metrics.json").read_text())["fold"] == 0
+    with pytest.raises(typer.Exit):  # the fold-0 teacher given for fold 1: DataError, exit 1
+        train_student(teacher=[teacher1 / CKPT, teacher_dir / CKPT], fold=[0, 1],
+                      out_dir=[tmp_path / "x0", tmp_path / "x1"], **common)
+    with pytest.raises(typer.BadParameter, match="1 --teacher"):
+        train_student(teacher=[teacher1 / CKPT], fold=[0, 1], out_dir=[tmp_path / "y0", tmp_path / "y1"],
+                      **common)
 
 
 

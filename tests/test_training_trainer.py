@@ -21,12 +21,19 @@ from test_training_data import D, grid, rna_adata, write_store
 
 from duopath.checkpoints import load_model
 from duopath.config import OptimConfig, TeacherConfig
-from duopath.layout import FoldPaths
+from duopath.layout import FOLD_FILES, FoldPaths
 from duopath.training.data import BagStore, DataError
 from duopath.training.fold_data import fit_bins, fold_roles, prepare_fold
 from duopath.training.loop import lr_factor
 from duopath.training.losses import fit_time_bins
-from duopath.training.run import ModelSpec, model_spec, run_fold_files, train_fold
+from duopath.training.run import (
+    FoldTarget,
+    ModelSpec,
+    model_spec,
+    run_fold_files,
+    run_folds_files,
+    train_fold,
+)
 from duopath.training.selection import score_predictions
 from duopath.training.splits import make_splits
 from duopath.training.variants import model_names, variant_config
@@ -379,9 +386,39 @@ def test_cli_train_function(cohort: dict, tmp_path: Path) -> None:
     from duopath.cli.training import train
 
     train(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"], features_dir=cohort["features"],
-          fold=2, settings=small_cfg(epochs=1).model_dump_json(), out_dir=tmp_path, model="teacher_no_igc",
+          fold=[2], settings=small_cfg(epochs=1).model_dump_json(), out_dir=[tmp_path], model="teacher_no_igc",
           task="survival", magnifications="10x,20x", seed=1, cohort="synth", threads=0, progress=False)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["model"] == "teacher_no_igc" and m["fold"] == 2
     assert {"c_harrell", "c_uno", "td_auc_mean", "ibs"} <= set(m["test"])
+
+
+def test_folds_in_one_process_match_each_fold_alone(cohort: dict, tmp_path: Path) -> None:
+    """`duopath train --fold 1 --out-dir A --fold 0 --out-dir B` (what a rule runs: the inputs read
+    once, folds in turn) writes each fold's outputs where asked, with exactly the predictions and
+    metrics of that fold trained alone -- so one fold can be re-run by itself."""
+    import typer
+
+    from duopath.cli.training import train
+
+    common = dict(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+                  features_dir=cohort["features"], settings=small_cfg(epochs=2).model_dump_json(),
+                  model="teacher", task="classification", magnifications="10x,20x", seed=5,
+                  cohort="synth", threads=0, progress=False)
+    train(fold=[1, 0], out_dir=[tmp_path / "multi1", tmp_path / "multi0"], **common)
+    train(fold=[0], out_dir=[tmp_path / "alone0"], **common)
+    for name in ("multi1", "multi0", "alone0"):
+        assert {p.name for p in (tmp_path / name).iterdir()} == set(FOLD_FILES.values())
+    assert json.loads((tmp_path / "multi1/metrics.json").read_text())["fold"] == 1
+    multi, alone = (pd.read_parquet(tmp_path / d / "predictions.parquet") for d in ("multi0", "alone0"))
+    pd.testing.assert_frame_equal(multi, alone)
+    m, a = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("multi0", "alone0"))
+    assert m["test"] == a["test"] and m["fold"] == a["fold"] == 0
+    with pytest.raises(typer.BadParameter, match="2 --fold but 1 --out-dir"):
+        train(fold=[0, 1], out_dir=[tmp_path / "x"], **common)
+    with pytest.raises(ValueError, match="more than once"):
+        run_folds_files(model_spec("teacher", teacher=small_cfg(), tiled_magnifications=MAGS),
+                        [FoldTarget(0, tmp_path / "y"), FoldTarget(0, tmp_path / "z")],
+                        sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"],
+                        features_dir=cohort["features"], task="survival", seed=0)
 

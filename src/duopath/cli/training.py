@@ -1,5 +1,10 @@
 """``duopath train`` (teacher, an ablation or a baseline) and ``duopath train-student``: one model
-on one fold, as the rules call them. Both run ``duopath.training.run.run_fold``.
+on one or more folds, as the rules call them (all folds of a (cohort, task, model) in one process:
+the cohort's inputs are read once). Both run ``duopath.training.run.run_folds_files``.
+
+Folds are given as pairs, ``--fold K --out-dir DIR`` repeated (students add one ``--teacher CKPT``
+per fold, same order): the k-th ``--out-dir`` is the k-th ``--fold``'s result folder. One pair
+re-runs that fold alone, with the same result as in the multi-fold job.
 Heavy imports happen inside the functions so ``duopath --help`` stays instant.
 """
 
@@ -15,14 +20,35 @@ from duopath.cli import options as opt
 
 log = logging.getLogger(__name__)
 
+Folds = Annotated[list[int], typer.Option("--fold", help="outer fold (0-based); repeat for several folds")]
+OutDirs = Annotated[
+    list[Path], typer.Option("--out-dir", help="results/{cohort}/{task}/{model}/fold{k}: one per --fold, "
+                             "in the same order")
+]
+
+
+def fold_targets(folds: list[int], out_dirs: list[Path], teachers: list[Path] | None = None) -> list:
+    """Pair the k-th ``--fold`` with the k-th ``--out-dir`` (and ``--teacher``), refusing a
+    count mismatch as a usage error (exit 2) naming both counts."""
+    from duopath.training.run import FoldTarget
+
+    if len(out_dirs) != len(folds):
+        raise typer.BadParameter(f"{len(folds)} --fold but {len(out_dirs)} --out-dir: give one "
+                                 "--out-dir per --fold, in the same order")
+    if teachers is not None and len(teachers) != len(folds):
+        raise typer.BadParameter(f"{len(folds)} --fold but {len(teachers)} --teacher: give the "
+                                 "teacher checkpoint of every --fold, in the same order")
+    return [FoldTarget(k, d, None if teachers is None else teachers[i])
+            for i, (k, d) in enumerate(zip(folds, out_dirs, strict=True))]
+
 
 def train(
     sheet: opt.Sheet,
     splits: opt.Splits,
     features_dir: opt.FeaturesDir,
-    fold: opt.Fold,
+    fold: Folds,
     settings: Annotated[str, typer.Option("--settings", help="JSON of the `teacher:` config section")],
-    out_dir: opt.OutDir,
+    out_dir: OutDirs,
     rna: Annotated[
         Path | None, typer.Option("--rna", help="RNA AnnData (rna/{cohort}.h5ad); omit for a cohort "
                                   "without RNA (slide-only baselines)")
@@ -42,12 +68,13 @@ def train(
     threads: opt.Threads = 0,
     progress: opt.Progress = True,
 ) -> None:
-    """Train one model on one fold; write checkpoint, log, predictions and metrics."""
+    """Train one model on each given fold; write checkpoint, log, predictions and metrics per fold."""
     from duopath.config import BaselinesConfig, TeacherConfig
     from duopath.devices import set_threads
-    from duopath.training.run import model_spec, run_fold_files
+    from duopath.training.run import model_spec, run_folds_files
 
     opt.check_task(task)
+    targets = fold_targets(fold, out_dir)
     set_threads(threads)
     cfg = TeacherConfig.model_validate_json(settings)
     baselines = None
@@ -56,12 +83,13 @@ def train(
     mags = [m.strip() for m in magnifications.split(",") if m.strip()]
     try:
         spec = model_spec(model, teacher=cfg, baselines=baselines, tiled_magnifications=mags)
-        metrics = run_fold_files(spec, sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
-                                 fold=fold, task=task, seed=seed, out_dir=out_dir, cohort=cohort,
-                                 progress=progress)
+        metrics = run_folds_files(spec, targets, sheet=sheet, splits=splits, rna=rna,
+                                  features_dir=features_dir, task=task, seed=seed, cohort=cohort,
+                                  progress=progress)
     except ValueError as err:  # DataError, CheckpointError, GpuError, SampleSheetError are ValueErrors
         opt.fail(err)
-    log.info("%s fold %d: test %s", model, fold, metrics["test"])
+    for k, m in metrics.items():
+        log.info("%s fold %d: test %s", model, k, m["test"])
 
 
 def train_student(
@@ -69,10 +97,12 @@ def train_student(
     splits: opt.Splits,
     rna: Annotated[Path, typer.Option("--rna", help="RNA AnnData: the teacher's inputs for the targets")],
     features_dir: opt.FeaturesDir,
-    teacher: Annotated[Path, typer.Option("--teacher", help="the same fold's teacher checkpoint")],
-    fold: opt.Fold,
+    teacher: Annotated[
+        list[Path], typer.Option("--teacher", help="the teacher checkpoint of each --fold, same order")
+    ],
+    fold: Folds,
     settings: Annotated[str, typer.Option("--settings", help="JSON of the `student:` config section")],
-    out_dir: opt.OutDir,
+    out_dir: OutDirs,
     model: Annotated[str, typer.Option("--model", help="student | student_nokd")] = "student",
     task: opt.Task = "survival",
     seed: opt.Seed = 1337,
@@ -80,22 +110,25 @@ def train_student(
     threads: opt.Threads = 0,
     progress: opt.Progress = True,
 ) -> None:
-    """Train the histology-only student (with or without SKD) on one fold; write its outputs."""
+    """Train the histology-only student (with or without SKD) on each given fold; write its outputs."""
     from duopath.config import StudentConfig
     from duopath.devices import set_threads
-    from duopath.training.run import model_spec, run_fold_files
+    from duopath.training.run import model_spec, run_folds_files
     from duopath.training.variants import STUDENT_MODELS
 
     opt.check_task(task)
+    targets = fold_targets(fold, out_dir, teacher)
     set_threads(threads)
     if model not in STUDENT_MODELS:
         raise typer.BadParameter(f"--model must be one of {STUDENT_MODELS}, got {model!r}")
     cfg = StudentConfig.model_validate_json(settings)
     try:
-        spec = model_spec(model, student=cfg, teacher_checkpoint=teacher)
-        metrics = run_fold_files(spec, sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
-                                 fold=fold, task=task, seed=seed, out_dir=out_dir, cohort=cohort,
-                                 progress=progress, teacher_checkpoint=teacher)
+        # the magnifications come from a teacher checkpoint; each fold checks its own teacher's
+        spec = model_spec(model, student=cfg, teacher_checkpoint=teacher[0])
+        metrics = run_folds_files(spec, targets, sheet=sheet, splits=splits, rna=rna,
+                                  features_dir=features_dir, task=task, seed=seed, cohort=cohort,
+                                  progress=progress)
     except ValueError as err:  # DataError, CheckpointError, GpuError are ValueErrors
         opt.fail(err)
-    log.info("%s fold %d: test %s", model, fold, metrics["test"])
+    for k, m in metrics.items():
+        log.info("%s fold %d: test %s", model, k, m["test"])

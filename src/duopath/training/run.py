@@ -2,10 +2,13 @@
 
 ``model_spec`` says what a model name trains (its kind, settings, magnifications);
 ``fold_data.load_inputs`` reads what every fold of a cohort shares; :func:`run_fold` trains one
-fold and writes its five outputs (:mod:`duopath.training.outputs`). A caller that trains several
-folds of one (cohort, task, model) loads the inputs once and calls :func:`run_fold` per fold, so
-the feature cache is filled once; :func:`run_fold_files` is the one-fold-per-process form the CLI
-(and so the rules) use.
+fold and writes its five outputs (:mod:`duopath.training.outputs`). :func:`run_folds_files` is
+what the CLI (and so the rules) run: it loads the inputs ONCE and trains the requested folds of
+one (cohort, task, model) in turn, each into its own result folder. Why: starting Python,
+importing torch and filling the feature cache cost a demo training job more CPU time than the
+training itself (bench/results/demo_profile.json), and a fold's result does not depend on which
+other folds ran in the same process (every fold seeds its own RNGs, ``loop.fold_seeds``), so one
+fold alone (``--fold k``) reproduces it exactly. :func:`run_fold_files` is the one-fold form.
 
 Students read the teacher checkpoint of the SAME fold and task: the fold's patients, survival
 bins / class names and task-loss settings are the teacher's, so the two students and the teacher
@@ -18,7 +21,7 @@ file fails loudly instead of feeding the teacher shuffled genes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +273,58 @@ def _write(spec: ModelSpec, result: FoldResult, data: FoldData, store: BagStore,
                               extra_metrics=extra)
 
 
+@dataclass(frozen=True)
+class FoldTarget:
+    """One fold of a training job: its index, its result folder (``results/.../fold{k}``) and,
+    for a student, the same fold's teacher checkpoint."""
+
+    fold: int
+    out_dir: Path
+    teacher_checkpoint: Path | None = None
+
+
+def run_folds_files(
+    spec: ModelSpec,
+    targets: Sequence[FoldTarget],
+    *,
+    sheet: Path | str,
+    splits: Path | str,
+    rna: Path | str | None,
+    features_dir: Path | str,
+    task: str,
+    seed: int,
+    cohort: str = "",
+    progress: bool = True,
+) -> Mapping[int, dict]:
+    """Read the cohort's files once and train every fold of ``targets`` in turn (what
+    ``duopath train`` / ``train-student`` do); returns fold -> metrics dict.
+
+    Each fold writes its five outputs atomically into its own folder as soon as it is done, so a
+    job stopped at fold 3 leaves folds 0-2 complete and readable.
+    """
+    if not targets:
+        raise ValueError(f"{spec.model}: no fold to train")
+    folds = [t.fold for t in targets]
+    if len(set(folds)) != len(folds):
+        raise ValueError(f"{spec.model}: folds given more than once: {folds}")
+    if spec.kind == "student":
+        if spec.model not in STUDENT_MODELS:
+            raise ValueError(f"model must be one of {STUDENT_MODELS}, got {spec.model!r}")
+        missing = [t.fold for t in targets if t.teacher_checkpoint is None]
+        if missing:
+            raise ValueError(f"{spec.model} needs the teacher checkpoint of folds {missing}")
+    if rna is None and spec.needs_rna:
+        raise DataError(f"{spec.model} needs RNA (--rna): only slide-only baselines run without it")
+    inputs = load_inputs(sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
+                         magnifications=spec.magnifications, cache_bytes=spec.settings.feature_cache_gb * 1e9)
+    results = {}
+    for target in targets:
+        results[target.fold] = run_fold(spec, inputs, target.fold, task=task, seed=seed,
+                                        out_dir=target.out_dir, cohort=cohort, progress=progress,
+                                        teacher_checkpoint=target.teacher_checkpoint)
+    return results
+
+
 def run_fold_files(
     spec: ModelSpec,
     *,
@@ -285,12 +340,8 @@ def run_fold_files(
     progress: bool = True,
     teacher_checkpoint: Path | str | None = None,
 ) -> dict:
-    """Read the cohort's files and run one fold (what ``duopath train`` / ``train-student`` do)."""
-    if spec.kind == "student" and spec.model not in STUDENT_MODELS:
-        raise ValueError(f"model must be one of {STUDENT_MODELS}, got {spec.model!r}")
-    if rna is None and spec.needs_rna:
-        raise DataError(f"{spec.model} needs RNA (--rna): only slide-only baselines run without it")
-    inputs = load_inputs(sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
-                         magnifications=spec.magnifications, cache_bytes=spec.settings.feature_cache_gb * 1e9)
-    return run_fold(spec, inputs, fold, task=task, seed=seed, out_dir=out_dir, cohort=cohort,
-                    progress=progress, teacher_checkpoint=teacher_checkpoint)
+    """Read the cohort's files and run one fold (:func:`run_folds_files` with one target)."""
+    target = FoldTarget(int(fold), Path(out_dir),
+                        None if teacher_checkpoint is None else Path(teacher_checkpoint))
+    return run_folds_files(spec, [target], sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
+                           task=task, seed=seed, cohort=cohort, progress=progress)[target.fold]
