@@ -459,3 +459,52 @@ def test_overlaid_km_numbers_at_risk_and_roc_positive_class(tmp_path: Path) -> N
     roc = plots.roc_overlay_figure({"m": (y, np.tile([[0.6, 0.4], [0.4, 0.6]], (10, 1)), ["neg", "pos"])})
     assert "positive class: pos (vs neg)" in roc.axes[0].get_title()
     assert "pooled AUC 1.000" in roc.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_demo_ceiling_scored_on_the_main_models_patients_and_shown_in_the_table(
+    fake: FakeCohort, tmp_path: Path
+) -> None:
+    """`evaluate --truth` writes the planted truth's C/AUC per fold on the MAIN model's test
+    patients (a patient it left out is left out of the ceiling too); the report shows it as one
+    'planted truth (ceiling)' row per task, and no such row without a reference."""
+    import shutil
+
+    from duopath.evaluation.survival import harrell_c
+
+    shutil.copytree(fake.root, tmp_path / "tree")
+    fc = FakeCohort(tmp_path / "tree", fake.cohort)
+    d = fc.fold_dir("survival", "good", 0)
+    pred = pd.read_parquet(d / "predictions.parquet")
+    pred.iloc[3:].to_parquet(d / "predictions.parquet")  # the main model scored all but 3 patients
+    sheet = pd.read_csv(fc.sheet).drop_duplicates("patient_id")
+    rng = np.random.default_rng(1)
+    truth = sheet[["patient_id", "time", "event"]].assign(
+        label=np.where(rng.random(len(sheet)) < 0.5, "high", "low"),
+        linear_predictor=-np.log(sheet["time"].to_numpy()) + rng.normal(scale=0.5, size=len(sheet)),
+        label_probability=rng.random(len(sheet)),
+    )
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    out = {n: tmp_path / f"{n}.csv" for n in ("metrics", "summary", "comparisons", "reference")}
+    evaluate(fc.results, fc.sheet, fc.splits, out["metrics"], out["summary"], out["comparisons"],
+             model=list(MODELS), task=None, n_boot=20, seed=0, truth=tmp_path / "truth.csv",
+             reference_out=out["reference"])
+    ref = pd.read_csv(out["reference"])
+    assert set(ref["model"]) == {"planted_truth"} and set(ref["metric"]) == {"c_harrell", "auc"}
+    t0 = truth.set_index("patient_id").loc[pred["patient_id"].iloc[3:]]
+    expected = harrell_c(t0["time"].to_numpy(float), t0["event"].to_numpy(int),
+                         t0["linear_predictor"].to_numpy(float)).value
+    got = ref[(ref["task"] == "survival") & (ref["fold"] == 0)]["value"].item()
+    assert got == pytest.approx(expected)
+    common = dict(splits_info=fc.splits_info, wsi_summary=fc.wsi_summary, cohort=fc.cohort, config_hash="",
+                  landmark=None, time_unit="", max_heatmaps=0, skipped=None)
+    report(fc.results, fc.sheet, fc.splits, out["metrics"], out["summary"], out["comparisons"],
+           tmp_path / "with.html", reference=out["reference"], **common)
+    page = (tmp_path / "with.html").read_text(encoding="utf-8")
+    survival = page.split('<section id="survival">', 1)[1].split("</section>", 1)[0]
+    row = re.search(r"<tr><td class=l><i>planted truth \(ceiling\)</i></td>(.*?)</tr>", survival)
+    c = ref[(ref["task"] == "survival")]["value"]
+    assert row and format_mean_std(c.mean(), c.std()) in row.group(1)
+    assert page.count("planted truth (ceiling)</i></td>") == 2  # one row per task
+    report(fc.results, fc.sheet, fc.splits, out["metrics"], out["summary"], out["comparisons"],
+           tmp_path / "without.html", **common)
+    assert "planted truth" not in (tmp_path / "without.html").read_text(encoding="utf-8")

@@ -386,7 +386,8 @@ def test_cli_train_function(cohort: dict, tmp_path: Path) -> None:
     from duopath.cli.training import train
 
     train(sheet=cohort["sheet"], splits=cohort["splits"], rna=cohort["rna"], features_dir=cohort["features"],
-          fold=[2], settings=small_cfg(epochs=1).model_dump_json(), out_dir=[tmp_path], model="teacher_no_igc",
+          fold=[2], settings=small_cfg(epochs=1).model_dump_json(), out_dir=[tmp_path],
+          model="teacher_no_igc",
           task="survival", magnifications="10x,20x", seed=1, cohort="synth", threads=0, progress=False)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["model"] == "teacher_no_igc" and m["fold"] == 2

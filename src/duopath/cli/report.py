@@ -48,17 +48,36 @@ def evaluate(
         int, typer.Option("--n-boot", min=1, help="bootstrap replicates of the pooled difference")
     ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="a demo cohort's truth.csv: score the planted truth "
+                                  "on the main model's test patients (needs --reference-out)")
+    ] = None,
+    reference_out: Annotated[
+        Path | None, typer.Option("--reference-out", help="results/{cohort}/reference.csv (with --truth)")
+    ] = None,
 ) -> None:
-    """Score every model's held-out predictions: metrics.csv, summary.csv, comparisons.csv."""
+    """Score every model's held-out predictions: metrics.csv, summary.csv, comparisons.csv (and,
+    for a demo cohort, reference.csv: the planted truth's own score, the ceiling)."""
     from duopath.evaluation.cohort_tables import load_cohort_tables
     from duopath.evaluation.collect import evaluate_cohort, write_evaluation
+    from duopath.evaluation.reference import scored_patients, truth_reference_from_files
+    from duopath.io import write_table
 
+    if (truth is None) != (reference_out is None):
+        raise typer.BadParameter("--truth and --reference-out go together")
     try:
         tables = load_cohort_tables(sheet, splits)
         ev = evaluate_cohort(results_dir, tables, model, task, n_boot=n_boot, seed=seed)
+        ceiling = None
+        if truth is not None:
+            ceiling = truth_reference_from_files(truth, splits, list(ev.runs),
+                                                 scored=scored_patients(ev.runs, ev.reference))
     except ValueError as err:
         fail(err)
     write_evaluation(ev, metrics_out, summary_out, comparisons_out)
+    if ceiling is not None and reference_out is not None:
+        write_table(reference_out, ceiling)
+        log.info("planted truth on %s's test patients -> %s", ev.reference, reference_out)
     n_nan = int(ev.metrics["value"].isna().sum())
     log.info(
         "%d models x %d folds x %d tasks -> %s (%d undefined values, each with its reason)",
@@ -109,6 +128,10 @@ def report(
     figures_dir: Annotated[
         Path | None, typer.Option("--figures-dir", help="also write the page's figures here as PNG files")
     ] = None,
+    reference: Annotated[
+        Path | None, typer.Option("--reference", help="reference.csv of `duopath evaluate --truth` (demo "
+                                  "cohorts): the planted truth's row in the model tables")
+    ] = None,
 ) -> None:
     """Write the cohort's self-contained HTML report (models and their order from metrics.csv)."""
     import pandas as pd
@@ -121,6 +144,7 @@ def report(
         load_runs,
         read_table,
     )
+    from duopath.evaluation.reference import REFERENCE_COLUMNS
     from duopath.io import atomic_path
     from duopath.report.benchmarks import read_benchmarks
     from duopath.report.figure_files import write_report_figures
@@ -148,6 +172,7 @@ def report(
             max_heatmaps=max_heatmaps,
             skipped=_pairs(skipped or [], "--skipped"),
             benchmarks=read_benchmarks(benchmarks_dir) if benchmarks_dir is not None else None,
+            ceiling=read_table(reference, REFERENCE_COLUMNS) if reference else None,
         )
         page = build_report(inputs)
     except ValueError as err:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sklearn.metrics import roc_auc_score
@@ -39,7 +40,7 @@ POSITIVE_LABEL = "high"
 
 def read_truth(path: Path) -> pd.DataFrame:
     """``truth.csv`` of a demo cohort, checked for the columns the reference needs."""
-    truth = pd.read_csv(path, keep_default_na=False)
+    truth = pd.read_csv(path, keep_default_na=False, dtype={"patient_id": str})
     need = {"patient_id", "time", "event", "label"} | {col for col, _ in TRUTH_SCORES.values()}
     missing = sorted(need - set(truth.columns))
     if missing:
@@ -106,11 +107,28 @@ def truth_reference(
 
 
 def truth_reference_from_files(
-    truth_csv: Path, splits_csv: Path, tasks: Sequence[str] = ("survival", "classification")
+    truth_csv: Path,
+    splits_csv: Path,
+    tasks: Sequence[str] = ("survival", "classification"),
+    scored: Mapping[tuple[str, int], Collection[str]] | None = None,
 ) -> pd.DataFrame:
     """:func:`truth_reference` from a demo's ``truth.csv`` and the cohort's ``splits/{cohort}.csv``."""
-    splits = pd.read_csv(splits_csv, keep_default_na=False)
-    return truth_reference(read_truth(Path(truth_csv)), splits, tasks)
+    splits = pd.read_csv(splits_csv, keep_default_na=False, dtype={"patient_id": str})
+    return truth_reference(read_truth(Path(truth_csv)), splits, tasks, scored)
+
+
+def scored_patients(
+    runs: Mapping[str, Mapping[str, Sequence[Any]]], model: str
+) -> dict[tuple[str, int], list[str]]:
+    """``(task, fold) -> test patients`` that ``model`` has predictions for, from the evaluate
+    step's runs (task -> model -> :class:`~duopath.evaluation.collect.FoldRun`): the patients the
+    ceiling is computed on, so it is read against the main model on exactly its patients."""
+    out: dict[tuple[str, int], list[str]] = {}
+    for task, by_model in runs.items():
+        for run in by_model.get(model, []):
+            if run.predictions is not None:
+                out[(task, int(run.fold))] = run.predictions["patient_id"].astype(str).tolist()
+    return out
 
 
 def summarize_reference(reference: pd.DataFrame) -> pd.DataFrame:

@@ -43,9 +43,11 @@ from duopath.report.benchmarks import benchmarks_html
 from duopath.report.html_figures import heatmap_section, plots_section, unit_of
 from duopath.report.html_parts import (
     ABLATION_HELP,
+    CEILING_LABEL,
     CSS,
     TASK_TITLES,
     Notes,
+    ceiling_row,
     esc,
     fmt,
     fmt_p,
@@ -75,6 +77,7 @@ class ReportInputs:
     max_heatmaps: int = 12  # per model and task, spread over the folds
     skipped: Mapping[str, str] = field(default_factory=dict)  # configured model -> why not run
     benchmarks: pd.DataFrame | None = None  # duopath.report.benchmarks.read_benchmarks
+    ceiling: pd.DataFrame | None = None  # reference.csv: the planted truth's score (demo cohorts)
     generated: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
 
     @property
@@ -287,13 +290,23 @@ def comparison_table(inp: ReportInputs, task: str, models: Sequence[str]) -> str
         if primary:
             cells.append(_pooled_cell(inp.runs[task].get(model, []), task, primary, notes))
         rows.append(cells)
+    truth = ceiling_row(inp.ceiling, task, metrics, extra=1 if primary else 0)
+    if truth:
+        rows.append(truth)
     header = ["model", *[metric_label(m) for m in metrics]]
     if primary:
         header.append(f"pooled {metric_label(primary)}")
     n_folds = len(inp.tables.folds)
+    ceiling_note = (
+        f"<p class=muted><i>{esc(CEILING_LABEL)}</i>: the synthetic cohort's own true risk (survival: "
+        "the linear predictor of the hazard; classification: the true probability of the high grade) "
+        f"scored on the same test patients as {esc(inp.reference)}, fold by fold: how high a perfect "
+        "model could reach on these very folds.</p>" if truth else ""
+    )
     return (
         table(header, rows)
         + notes.render()
+        + ceiling_note
         + f"<p class=muted>Each cell is the <b>fold-mean ± standard deviation</b> of the metric computed "
         f"on each of the {n_folds} folds' test patients separately; the last column is the same "
         f"primary metric computed once on the <b>pooled</b> test predictions of all folds. With few "

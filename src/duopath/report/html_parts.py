@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -159,3 +160,30 @@ def metric_label(metric: str) -> str:
 
 
 # --------------------------------------------------------------------------- inputs
+
+
+#: The label of the planted truth's row in the model tables (demo cohorts).
+CEILING_LABEL = "planted truth (ceiling)"
+
+
+def ceiling_row(ceiling: pd.DataFrame | None, task: str, metrics: Sequence[str], extra: int = 0) -> list[str]:
+    """The planted truth's row of a model table: its fold-mean ± std of each metric it has (the
+    ranking ones: Harrell's C, AUC), "—" for the others and the ``extra`` trailing columns.
+
+    ``ceiling``: ``reference.csv`` of ``duopath evaluate --truth`` (all tasks); an empty list when
+    there is none or it has no row for ``task`` (a user cohort has no planted truth).
+    """
+    from duopath.evaluation.compare import format_mean_std
+    from duopath.evaluation.reference import summarize_reference
+
+    if ceiling is None or not (ceiling["task"] == task).any():
+        return []
+    summ = summarize_reference(ceiling[ceiling["task"] == task]).set_index("metric")
+    cells = [f"<i>{esc(CEILING_LABEL)}</i>"]
+    for metric in metrics:
+        if metric in summ.index and int(summ.loc[metric, "n_defined"]) > 0:
+            row = summ.loc[metric]
+            cells.append(f"<i>{esc(format_mean_std(float(row['mean']), float(row['std'])))}</i>")
+        else:
+            cells.append("—")
+    return cells + ["—"] * extra
