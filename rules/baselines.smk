@@ -1,10 +1,10 @@
 # Stage 6b: comparison baselines (abmil, transmil, snn, concat, bilinear, mcat), one job per
-# (cohort, task, model, fold), trained by `duopath train` with the TEACHER's protocol (its optim,
-# loss and data settings) on the same split table, so every row of the report is paired. The
+# (cohort, task, model) for all its folds, trained by `duopath train` with the TEACHER's protocol
+# (its optim, loss and data settings) on the same split table, so every row of the report is
+# paired. The
 # architecture comes from `baselines:`. A cohort without RNA runs the slide-only baselines
 # (PLAN.baselines); the others are listed with the reason in the report. Logic:
 # duopath.training (variants, trainer).
-import os
 import re
 
 from duopath.config import BASELINE_MODELS
@@ -17,11 +17,11 @@ rule baseline:
         splits=P(layout.SPLITS),
         sheet=P(layout.SHEET),
     output:
-        checkpoint=P(layout.CHECKPOINT),
-        train_log=P(layout.TRAIN_LOG),
-        inner=P(layout.INNER_PREDICTIONS),
-        predictions=P(layout.PREDICTIONS),
-        metrics=P(layout.METRICS),
+        checkpoint=PLAN.each_fold(layout.CHECKPOINT),
+        train_log=PLAN.each_fold(layout.TRAIN_LOG),
+        inner=PLAN.each_fold(layout.INNER_PREDICTIONS),
+        predictions=PLAN.each_fold(layout.PREDICTIONS),
+        metrics=PLAN.each_fold(layout.METRICS),
     params:
         settings=settings(CFG.teacher),
         baseline_settings=settings(CFG.baselines),
@@ -29,15 +29,14 @@ rule baseline:
         features_dir=INPUTS.features_dir,
         mags=",".join(PLAN.magnifications),
         seed=CFG.training.seed,
-        out_dir=lambda wc, output: os.path.dirname(output.metrics),
+        folds=INPUTS.fold_args,
     wildcard_constraints:
         model="|".join(re.escape(m) for m in BASELINE_MODELS),
-        fold=r"\d+",
         task=TASK_PATTERN,
     log:
-        P("logs/baseline/{cohort}/{task}/{model}/fold{fold}.log"),
+        P("logs/baseline/{cohort}/{task}/{model}.log"),
     benchmark:
-        B("baseline", "{task}/{model}/fold{fold}")
+        B("baseline", "{task}/{model}")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: int(min(CFG.teacher.feature_cache_gb, 64) * 1000 + 4000) * attempt,

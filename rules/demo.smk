@@ -10,6 +10,7 @@ for _cohort in [c for c in PLAN.cohorts if PLAN.is_demo(c)]:
         output:
             sheet=P(layout.DEMO_SHEET, cohort=_cohort),
             rna=P(layout.DEMO_RNA, cohort=_cohort),
+            truth=P(layout.DEMO_TRUTH, cohort=_cohort),
             slides=[PLAN.slide(_cohort, s)["slide_path"] for s in PLAN.slides(_cohort)],
         params:
             settings=settings(CFG.cohorts[_cohort].demo),

@@ -1,7 +1,9 @@
 # Stages 8-9: evaluation of every model's held-out predictions, and the cohort report.
 #   evaluate: results/{cohort}/{task}/{model}/fold{k}/ -> results/{cohort}/metrics.csv (task x model
 #             x fold x metric, with the reason of every n/a), summary.csv (mean ± std), and
-#             comparisons.csv (every model vs the main one: paired tests + bootstrap CI)
+#             comparisons.csv (every model vs the main one: paired tests + bootstrap CI), and
+#             reference.csv (a demo cohort's planted truth scored on the main model's test
+#             patients: the report's ceiling line; empty for any other cohort)
 #   report:   -> results/{cohort}/report.html (self-contained: plots embedded, no links), its
 #             figures as PNG files (for `snakemake --report`), with the jobs' benchmarks summarised
 # The models and their order (main model first) are PLAN.report_models. Logic:
@@ -15,6 +17,7 @@ rule evaluate:
         predictions=INPUTS.fold_outputs(layout.PREDICTIONS),
         sheet=P(layout.SHEET),
         splits=P(layout.SPLITS),
+        truth=INPUTS.truth,
     output:
         metrics=report(P(layout.METRICS_CSV), caption="../workflow/report/metrics.rst",
                        category="Results", labels={"cohort": "{cohort}", "table": "metrics per fold"}),
@@ -22,8 +25,10 @@ rule evaluate:
                        category="Results", labels={"cohort": "{cohort}", "table": "summary"}),
         comparisons=report(P(layout.COMPARISONS_CSV), caption="../workflow/report/comparisons.rst",
                            category="Results", labels={"cohort": "{cohort}", "table": "comparisons"}),
+        reference=P(layout.REFERENCE_CSV),
     params:
         results_dir=INPUTS.results_dir,
+        truth=INPUTS.truth_arg,
         models=INPUTS.model_args,
         tasks=INPUTS.task_args,
         n_boot=CFG.report.n_boot,
@@ -42,7 +47,8 @@ rule evaluate:
         "{DUOPATH} evaluate --results-dir {params.results_dir:q} --sheet {input.sheet:q} "
         "--splits {input.splits:q} {params.models} {params.tasks} --n-boot {params.n_boot} "
         "--seed {params.seed} --metrics-out {output.metrics:q} --summary-out {output.summary:q} "
-        "--comparisons-out {output.comparisons:q} > {log:q} 2>&1"
+        "--comparisons-out {output.comparisons:q} {params.truth} --reference-out {output.reference:q} "
+        "> {log:q} 2>&1"
 
 
 rule report:
@@ -50,6 +56,7 @@ rule report:
         metrics=P(layout.METRICS_CSV),
         summary=P(layout.SUMMARY_CSV),
         comparisons=P(layout.COMPARISONS_CSV),
+        reference=P(layout.REFERENCE_CSV),
         predictions=INPUTS.fold_outputs(layout.PREDICTIONS),  # the plots pool them
         sheet=P(layout.SHEET),
         splits=P(layout.SPLITS),
@@ -90,7 +97,7 @@ rule report:
         "{DUOPATH} report --results-dir {params.results_dir:q} --sheet {input.sheet:q} "
         "--splits {input.splits:q} --splits-info {input.splits_info:q} "
         "--wsi-summary {input.wsi_summary:q} --metrics {input.metrics:q} "
-        "--summary {input.summary:q} --comparisons {input.comparisons:q} "
+        "--summary {input.summary:q} --comparisons {input.comparisons:q} --reference {input.reference:q} "
         "--benchmarks-dir {params.benchmarks_dir:q} "
         "--cohort {wildcards.cohort} --config-hash {params.config_hash} "
         "--max-heatmaps {params.max_heatmaps} {params.skipped} --time-unit {params.time_unit:q} "

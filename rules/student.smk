@@ -1,41 +1,40 @@
 # Stage 7: the histology-only student, distilled from the frozen teacher of the SAME cohort, task
 # and fold (`student`), and the same architecture with the task loss only (`student_nokd`), so
-# the report shows what distillation bought. One job per (cohort, task, model, fold); outputs
-# as the teacher's under results/{cohort}/{task}/{model}/fold{k}/. Both read the teacher
+# the report shows what distillation bought. One job per (cohort, task, model) trains all its
+# folds, each from its own fold's teacher; outputs as the teacher's under
+# results/{cohort}/{task}/{model}/fold{k}/. Both read the teacher
 # checkpoint (its patients, bins/classes and task-loss settings make the comparison paired) and
 # the RNA file (the teacher's inputs for the distillation targets; the student never sees genes).
 # A cohort without RNA has no teacher, so no student (PLAN.students). Logic:
 # duopath.training.student_trainer.
-import os
 import re
 
 
 rule student:
     input:
-        teacher=P(layout.CHECKPOINT, model="teacher"),
+        teacher=PLAN.each_fold(layout.CHECKPOINT, model="teacher"),
         features=INPUTS.cohort_slides(layout.FEATURES),
         rna=P(layout.RNA_H5AD),
         splits=P(layout.SPLITS),
         sheet=P(layout.SHEET),
     output:
-        checkpoint=P(layout.CHECKPOINT),
-        train_log=P(layout.TRAIN_LOG),
-        inner=P(layout.INNER_PREDICTIONS),
-        predictions=P(layout.PREDICTIONS),
-        metrics=P(layout.METRICS),
+        checkpoint=PLAN.each_fold(layout.CHECKPOINT),
+        train_log=PLAN.each_fold(layout.TRAIN_LOG),
+        inner=PLAN.each_fold(layout.INNER_PREDICTIONS),
+        predictions=PLAN.each_fold(layout.PREDICTIONS),
+        metrics=PLAN.each_fold(layout.METRICS),
     params:
         settings=settings(CFG.student),
         features_dir=INPUTS.features_dir,
         seed=CFG.training.seed,
-        out_dir=lambda wc, output: os.path.dirname(output.metrics),
+        folds=INPUTS.student_fold_args,
     wildcard_constraints:
         model="|".join(re.escape(m) for m in PLAN.student_models),
-        fold=r"\d+",
         task=TASK_PATTERN,
     log:
-        P("logs/student/{cohort}/{task}/{model}/fold{fold}.log"),
+        P("logs/student/{cohort}/{task}/{model}.log"),
     benchmark:
-        B("student", "{task}/{model}/fold{fold}")
+        B("student", "{task}/{model}")
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: int(min(CFG.student.feature_cache_gb, 64) * 1000 + 4000) * attempt,
@@ -45,7 +44,7 @@ rule student:
         "../envs/train.yaml"
     shell:
         "{DUOPATH} train-student --sheet {input.sheet:q} --splits {input.splits:q} --rna {input.rna:q} "
-        "--features-dir {params.features_dir:q} --teacher {input.teacher:q} --fold {wildcards.fold} "
+        "--features-dir {params.features_dir:q} {params.folds} "
         "--model {wildcards.model} --task {wildcards.task} --seed {params.seed} "
         "--settings {params.settings} --cohort {wildcards.cohort} --threads {threads} "
-        "--no-progress --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "--no-progress > {log:q} 2>&1"

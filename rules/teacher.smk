@@ -1,9 +1,9 @@
-# Stage 6: the multi-modal teacher and its ablations, one job per (cohort, task, model, fold).
+# Stage 6: the multi-modal teacher and its ablations, one job per (cohort, task, model) that trains
+# every fold in one process (inputs read once); its outputs are still per fold (fold{k}/ folders).
 # Models: `teacher` plus `teacher_<ablation>` for every name in `teacher.ablations` (no_cgc,
 # no_igc, one_group, rna_mean, or a magnification such as 10x); the list is PLAN.teacher_models
 # (validated at parse time). Every model reads the same split table, so all are compared on the
 # same patients. Logic: duopath.training.
-import os
 import re
 
 
@@ -14,25 +14,24 @@ rule teacher:
         splits=P(layout.SPLITS),
         sheet=P(layout.SHEET),
     output:
-        checkpoint=P(layout.CHECKPOINT),
-        train_log=P(layout.TRAIN_LOG),
-        inner=P(layout.INNER_PREDICTIONS),
-        predictions=P(layout.PREDICTIONS),
-        metrics=P(layout.METRICS),
+        checkpoint=PLAN.each_fold(layout.CHECKPOINT),
+        train_log=PLAN.each_fold(layout.TRAIN_LOG),
+        inner=PLAN.each_fold(layout.INNER_PREDICTIONS),
+        predictions=PLAN.each_fold(layout.PREDICTIONS),
+        metrics=PLAN.each_fold(layout.METRICS),
     params:
         settings=settings(CFG.teacher),
         features_dir=INPUTS.features_dir,
         mags=",".join(PLAN.magnifications),
         seed=CFG.training.seed,
-        out_dir=lambda wc, output: os.path.dirname(output.metrics),
+        folds=INPUTS.fold_args,
     wildcard_constraints:
         model="|".join(re.escape(m) for m in PLAN.teacher_models),
-        fold=r"\d+",
         task=TASK_PATTERN,
     log:
-        P("logs/teacher/{cohort}/{task}/{model}/fold{fold}.log"),
+        P("logs/teacher/{cohort}/{task}/{model}.log"),
     benchmark:
-        B("teacher", "{task}/{model}/fold{fold}")
+        B("teacher", "{task}/{model}")
     threads: 2
     resources:
         # Features of the cohort are cached in memory up to teacher.feature_cache_gb.

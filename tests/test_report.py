@@ -505,6 +505,10 @@ def test_demo_ceiling_scored_on_the_main_models_patients_and_shown_in_the_table(
     c = ref[(ref["task"] == "survival")]["value"]
     assert row and format_mean_std(c.mean(), c.std()) in row.group(1)
     assert page.count("planted truth (ceiling)</i></td>") == 2  # one row per task
+    # a cohort without a planted truth: an empty reference.csv, no row
+    evaluate(fc.results, fc.sheet, fc.splits, out["metrics"], out["summary"], out["comparisons"],
+             model=list(MODELS), task=None, n_boot=20, seed=0, reference_out=tmp_path / "empty.csv")
+    assert pd.read_csv(tmp_path / "empty.csv").empty
     report(fc.results, fc.sheet, fc.splits, out["metrics"], out["summary"], out["comparisons"],
-           tmp_path / "without.html", **common)
+           tmp_path / "without.html", reference=tmp_path / "empty.csv", **common)
     assert "planted truth" not in (tmp_path / "without.html").read_text(encoding="utf-8")

@@ -36,12 +36,13 @@ def test_student_rule_targets_and_one_real_job(workdir: Path) -> None:  # noqa: 
     dry = run_snakemake(workdir, "-n", "-p", *TARGETS)
     assert dry.returncode == 0, dry.stderr[-3000:]
     text = dry.stdout + dry.stderr
-    assert text.count("rule student:") == 6 and text.count("rule teacher:") == 3
-    assert "--teacher output/results/synth/survival/teacher/fold2/checkpoint.safetensors" in text
+    assert text.count("rule student:") == 2 and text.count("rule teacher:") == 1  # a job per model
+    assert ("--fold 2 --out-dir output/results/synth/survival/student/fold2 "
+            "--teacher output/results/synth/survival/teacher/fold2/checkpoint.safetensors") in text
     assert "--model student_nokd" in text
     assert "--features-dir output/features/synth/efficientnet_lite0" in text
 
-    run = run_snakemake(workdir, "--cores", "1", TARGETS[0])  # student fold0 (+ its teacher)
+    run = run_snakemake(workdir, "--cores", "1", TARGETS[0])  # student, all folds (+ the teacher's)
     assert run.returncode == 0, run.stderr[-3000:]
     teacher = workdir / "output/results/synth/survival/teacher/fold0/checkpoint.safetensors"
     res = workdir / "output/results/synth/survival/student/fold0"

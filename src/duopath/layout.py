@@ -17,6 +17,7 @@ TASKS: tuple[str, ...] = get_args(Task)
 DEMO_DIR = "demo/{cohort}"
 DEMO_SHEET = DEMO_DIR + "/samples.csv"
 DEMO_RNA = DEMO_DIR + "/rna_counts.tsv"
+DEMO_TRUTH = DEMO_DIR + "/truth.csv"  # the planted truth (duopath.evaluation.reference)
 SHEET = "cohorts/{cohort}/samples.csv"
 MASK_PNG = "masks/{cohort}/{slide}.png"
 MASK_JSON = "masks/{cohort}/{slide}.json"
@@ -43,6 +44,7 @@ HEATMAPS_DIR = RESULTS_DIR + "/heatmaps"  # *.png embedded in the report when pr
 METRICS_CSV = "results/{cohort}/metrics.csv"  # task x model x fold x metric (+ reason)
 SUMMARY_CSV = "results/{cohort}/summary.csv"  # mean ± std over folds per task x model x metric
 COMPARISONS_CSV = "results/{cohort}/comparisons.csv"  # every model vs the main model
+REFERENCE_CSV = "results/{cohort}/reference.csv"  # the planted truth's score (demo cohorts; else empty)
 REPORT = "results/{cohort}/report.html"
 REPORT_FIGURES = "results/{cohort}/figures"  # the report's figures as PNG files (snakemake --report)
 # Snakemake `benchmark:` TSVs (wall time, max RSS, I/O), one per job: {stage} is the rule, {job}
@@ -87,6 +89,14 @@ class FoldPaths:
     @property
     def metrics(self) -> Path:
         return Path(self.out_dir) / FOLD_FILES["metrics"]
+
+
+def fold_of(result_dir: Path | str) -> int:
+    """The fold ``k`` of a :data:`RESULTS_DIR` folder (``.../fold{k}``)."""
+    name = Path(result_dir).name
+    if not (name.startswith("fold") and name[4:].isdigit()):
+        raise ValueError(f"{result_dir}: not a fold result folder (.../fold<k>)")
+    return int(name[4:])
 
 
 def out(output_dir: str, pattern: str, **fields: str) -> str:

@@ -210,6 +210,12 @@ class Plan:
             out.append(self.path(layout.REPORT, cohort=cohort))
         return out
 
+    def each_fold(self, pattern: str, **fields: str) -> list[str]:
+        """``pattern`` (a per-fold result path) for every fold, other wildcards kept: the outputs
+        (and a student's teacher inputs) of a training job, which trains all folds of a (cohort,
+        task, model) in one process (duopath.training.run.run_folds_files)."""
+        return [self.path(pattern, fold=k, **fields) for k in self.folds]
+
     def heatmap_dirs(self, cohort: str) -> list[str]:
         """The heatmaps folders the report of ``cohort`` waits for."""
         return self.fold_paths(cohort, layout.HEATMAPS_DIR, self.heatmap_models(cohort))

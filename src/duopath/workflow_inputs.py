@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from duopath import layout
@@ -88,7 +89,36 @@ class RuleInputs:
         """``--rna FILE`` when the job has an RNA input, else nothing."""
         return f"--rna {shlex.quote(input.rna[0])}" if input.rna else ""
 
+    # ------------------------------------------------------------------ training jobs
+
+    @staticmethod
+    def fold_args(wildcards: Any, output: Any) -> str:
+        """``--fold k --out-dir DIR`` per fold of a training job, from its ``metrics`` outputs."""
+        dirs = [Path(m).parent for m in output.metrics]
+        return " ".join(f"--fold {layout.fold_of(d)} --out-dir {shlex.quote(str(d))}" for d in dirs)
+
+    @staticmethod
+    def student_fold_args(wildcards: Any, input: Any, output: Any) -> str:
+        """:meth:`fold_args` plus each fold's ``--teacher`` checkpoint (matched by fold, not order)."""
+        teachers = {layout.fold_of(Path(t).parent): t for t in input.teacher}
+        parts = []
+        for m in output.metrics:
+            d = Path(m).parent
+            k = layout.fold_of(d)
+            parts.append(f"--fold {k} --out-dir {shlex.quote(str(d))} --teacher {shlex.quote(str(teachers[k]))}")
+        return " ".join(parts)
+
     # ------------------------------------------------------------------ evaluation and report
+
+    def truth(self, wildcards: Any) -> list[str]:
+        """A demo cohort's truth.csv (the report's ceiling line); nothing for a user cohort."""
+        cohort = wildcards.cohort
+        return [self.plan.path(layout.DEMO_TRUTH, cohort=cohort)] if self.plan.is_demo(cohort) else []
+
+    @staticmethod
+    def truth_arg(wildcards: Any, input: Any) -> str:
+        """``--truth FILE`` when the evaluate job has a truth input, else nothing."""
+        return f"--truth {shlex.quote(input.truth[0])}" if input.truth else ""
 
     def fold_outputs(self, pattern: str) -> Callable[[Any], list[str]]:
         """Input function: ``pattern`` (a per-fold result file) for every report model, task, fold."""

@@ -53,31 +53,35 @@ def evaluate(
                                   "on the main model's test patients (needs --reference-out)")
     ] = None,
     reference_out: Annotated[
-        Path | None, typer.Option("--reference-out", help="results/{cohort}/reference.csv (with --truth)")
+        Path | None, typer.Option("--reference-out", help="results/{cohort}/reference.csv: the truth's rows "
+                                  "with --truth, else an empty table (the cohort has no planted truth)")
     ] = None,
 ) -> None:
     """Score every model's held-out predictions: metrics.csv, summary.csv, comparisons.csv (and,
     for a demo cohort, reference.csv: the planted truth's own score, the ceiling)."""
+    import pandas as pd
+
     from duopath.evaluation.cohort_tables import load_cohort_tables
     from duopath.evaluation.collect import evaluate_cohort, write_evaluation
-    from duopath.evaluation.reference import scored_patients, truth_reference_from_files
+    from duopath.evaluation.reference import REFERENCE_COLUMNS, scored_patients, truth_reference_from_files
     from duopath.io import write_table
 
-    if (truth is None) != (reference_out is None):
-        raise typer.BadParameter("--truth and --reference-out go together")
+    if truth is not None and reference_out is None:
+        raise typer.BadParameter("--truth needs --reference-out (where the truth's scores go)")
     try:
         tables = load_cohort_tables(sheet, splits)
         ev = evaluate_cohort(results_dir, tables, model, task, n_boot=n_boot, seed=seed)
-        ceiling = None
+        ceiling = pd.DataFrame(columns=list(REFERENCE_COLUMNS))
         if truth is not None:
             ceiling = truth_reference_from_files(truth, splits, list(ev.runs),
                                                  scored=scored_patients(ev.runs, ev.reference))
     except ValueError as err:
         fail(err)
     write_evaluation(ev, metrics_out, summary_out, comparisons_out)
-    if ceiling is not None and reference_out is not None:
+    if reference_out is not None:
         write_table(reference_out, ceiling)
-        log.info("planted truth on %s's test patients -> %s", ev.reference, reference_out)
+        if truth is not None:
+            log.info("planted truth on %s's test patients -> %s", ev.reference, reference_out)
     n_nan = int(ev.metrics["value"].isna().sum())
     log.info(
         "%d models x %d folds x %d tasks -> %s (%d undefined values, each with its reason)",
