@@ -105,7 +105,8 @@ class RuleInputs:
         for m in output.metrics:
             d = Path(m).parent
             k = layout.fold_of(d)
-            parts.append(f"--fold {k} --out-dir {shlex.quote(str(d))} --teacher {shlex.quote(str(teachers[k]))}")
+            teacher = shlex.quote(str(teachers[k]))
+            parts.append(f"--fold {k} --out-dir {shlex.quote(str(d))} --teacher {teacher}")
         return " ".join(parts)
 
     # ------------------------------------------------------------------ evaluation and report
