@@ -41,7 +41,7 @@ rule baseline:
     resources:
         mem_mb=lambda wc, attempt: int(min(CFG.teacher.feature_cache_gb, 64) * 1000 + 4000) * attempt,
         runtime=240,
-        gpu=lambda wc: 1 if CFG.teacher.device.startswith("cuda") else 0,
+        gpu=gpu_resource(CFG.teacher.device),
     conda:
         "../envs/train.yaml"
     shell:

@@ -23,7 +23,7 @@ rule embed:
     resources:
         mem_mb=6000,
         runtime=60,
-        gpu=lambda wc: 1 if CFG.encoder.device != "cpu" and CFG.encoder.device.startswith("cuda") else 0,
+        gpu=gpu_resource(CFG.encoder.device),
     conda:
         "../envs/embed.yaml"
     shell:
@@ -68,7 +68,7 @@ if CFG.encoder.slides_per_job > 1:
                 resources:
                     mem_mb=6000,
                     runtime=60 + 10 * len(_chunk),
-                    gpu=1 if CFG.encoder.device.startswith("cuda") else 0,
+                    gpu=gpu_resource(CFG.encoder.device),
                 conda:
                     "../envs/embed.yaml"
                 shell:

@@ -39,7 +39,7 @@ rule student:
     resources:
         mem_mb=lambda wc, attempt: int(min(CFG.student.feature_cache_gb, 64) * 1000 + 4000) * attempt,
         runtime=240,
-        gpu=lambda wc: 1 if CFG.student.device.startswith("cuda") else 0,
+        gpu=gpu_resource(CFG.student.device),
     conda:
         "../envs/train.yaml"
     shell:

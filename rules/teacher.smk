@@ -37,7 +37,7 @@ rule teacher:
         # Features of the cohort are cached in memory up to teacher.feature_cache_gb.
         mem_mb=lambda wc, attempt: int(min(CFG.teacher.feature_cache_gb, 64) * 1000 + 4000) * attempt,
         runtime=240,
-        gpu=lambda wc: 1 if CFG.teacher.device.startswith("cuda") else 0,
+        gpu=gpu_resource(CFG.teacher.device),
     conda:
         "../envs/train.yaml"
     shell:
