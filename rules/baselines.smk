@@ -8,12 +8,15 @@ import os
 import re
 
 from duopath.config import BASELINE_MODELS
+from duopath.modalities import RNA, SLIDE, model_inputs
 from duopath.training.variants import baseline_names as _baseline_names
 
 
 def cohort_baselines(cohort):
     """(baselines the cohort's data allows, {skipped baseline: why})."""
-    return _baseline_names(CFG.baselines, has_rna=PLAN.has_rna(cohort))
+    run, skipped = _baseline_names(CFG.baselines, has_rna=PLAN.has_rna(cohort))
+    run, no_patients = PLAN.allowed_models(cohort, run)
+    return run, {**skipped, **no_patients}
 
 
 def baseline_targets(cohort):
@@ -27,13 +30,23 @@ def baseline_targets(cohort):
 
 
 def baseline_rna(wildcards):
-    """The cohort's RNA file, when it has one (the slide-only baselines run without)."""
-    return [P(layout.RNA_H5AD, cohort=wildcards.cohort)] if PLAN.has_rna(wildcards.cohort) else []
+    """The cohort's RNA file for a baseline that reads RNA (slide-only baselines run without)."""
+    if RNA not in model_inputs(wildcards.model) or not PLAN.has_rna(wildcards.cohort):
+        return []
+    return [P(layout.RNA_H5AD, cohort=wildcards.cohort)]
+
+
+def baseline_features(wildcards):
+    """Every slide's feature store for a baseline that reads slides; none for the SNN (an
+    RNA-only cohort has no slides, and in a mixed one the SNN must not wait for them)."""
+    if SLIDE not in model_inputs(wildcards.model):
+        return []
+    return cohort_slides(layout.FEATURES)(wildcards)
 
 
 rule baseline:
     input:
-        features=cohort_slides(layout.FEATURES),
+        features=baseline_features,
         rna=baseline_rna,
         splits=P(layout.SPLITS),
         sheet=P(layout.SHEET),

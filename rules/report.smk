@@ -20,15 +20,18 @@ MODELS_FOR_REPORT = {
     c: (list(TEACHER_MODELS) if teacher_targets(c) else [])
     + (list(STUDENT_MODELS) if student_targets(c) else [])
     + list(cohort_baselines(c)[0])
+    + list(cohort_coxnet(c)[0])
     for c in PLAN.cohorts
 }
 
 
 def skipped_models(cohort):
     """``--skipped 'model=reason'`` arguments: configured models the cohort's data does not allow."""
-    why = dict(cohort_baselines(cohort)[1])
+    why = {**cohort_baselines(cohort)[1], **cohort_coxnet(cohort)[1]}
     if not teacher_targets(cohort):
         why.update({m: "the cohort has no RNA" for m in list(TEACHER_MODELS) + list(STUDENT_MODELS)})
+    for m in list(TEACHER_MODELS) + list(STUDENT_MODELS):
+        why.update(PLAN.allowed_models(cohort, [m])[1])
     return " ".join(f"--skipped {shlex.quote(f'{m}={r}')}" for m, r in why.items())
 
 
@@ -114,7 +117,7 @@ rule report:
         sheet=P(layout.SHEET),
         splits=P(layout.SPLITS),
         splits_info=P(layout.SPLITS_INFO),
-        wsi_summary=P(layout.WSI_SUMMARY),
+        wsi_summary=lambda wc: [P(layout.WSI_SUMMARY)] if PLAN.has_slides(wc.cohort) else [],
         heatmaps=lambda wc: heatmap_targets(wc.cohort),
     output:
         html=P(layout.REPORT),
@@ -125,6 +128,7 @@ rule report:
         max_heatmaps=CFG.report.heatmap_patients * 2,
         skipped=lambda wc: skipped_models(wc.cohort),
         time_unit=lambda wc: CFG.cohorts[wc.cohort].time_unit,
+        wsi_arg=lambda wc, input: f"--wsi-summary {shlex.quote(input.wsi_summary[0])}" if input.wsi_summary else "",
     log:
         P(layout.LOGS, rule="report", name="report"),
     threads: 1
@@ -136,7 +140,7 @@ rule report:
     shell:
         "duopath report --results-dir {params.results_dir:q} --sheet {input.sheet:q} "
         "--splits {input.splits:q} --splits-info {input.splits_info:q} "
-        "--wsi-summary {input.wsi_summary:q} --metrics {input.metrics:q} "
+        "{params.wsi_arg} --metrics {input.metrics:q} "
         "--summary {input.summary:q} --comparisons {input.comparisons:q} "
         "--cohort {wildcards.cohort} --config-hash {params.config_hash} "
         "--max-heatmaps {params.max_heatmaps} {params.skipped} --time-unit {params.time_unit:q} "

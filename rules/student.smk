@@ -21,7 +21,7 @@ def student_targets(cohort):
     return [
         P(layout.METRICS, cohort=cohort, task=t, model=m, fold=str(k))
         for t in c.tasks
-        for m in STUDENT_MODELS
+        for m in PLAN.allowed_models(cohort, STUDENT_MODELS)[0]
         for k in range(CFG.training.folds)
     ]
 

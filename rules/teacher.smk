@@ -38,7 +38,7 @@ def teacher_targets(cohort):
     return [
         P(layout.METRICS, cohort=cohort, task=t, model=m, fold=str(k))
         for t in c.tasks
-        for m in TEACHER_MODELS
+        for m in PLAN.allowed_models(cohort, TEACHER_MODELS)[0]
         for k in range(CFG.training.folds)
     ]
 

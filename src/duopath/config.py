@@ -574,6 +574,10 @@ class BaselinesConfig(_Strict):
     n_gene_tokens: int = Field(4, ge=1, description="gene tokens per group (mcat)")
     gene_hidden: int = Field(128, ge=4, description="SNN hidden width of the RNA branches")
     dropout: float = Field(0.25, ge=0, lt=1)
+    coxnet: bool = Field(
+        True, description="also fit the penalised Cox baseline (scikit-survival CoxNet, alpha by "
+        "inner CV on the training patients) on the SNN's genes: survival tasks of cohorts with RNA"
+    )
 
     @field_validator("models")
     @classmethod

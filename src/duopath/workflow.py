@@ -84,7 +84,35 @@ class Plan:
             )
 
     def slides(self, cohort: str) -> list[str]:
-        return self.sheet(cohort)["slide_id"].tolist()
+        """The cohort's slides (rows of RNA-only patients name none)."""
+        return [s for s in self.sheet(cohort)["slide_id"].tolist() if s]
+
+    def has_slides(self, cohort: str) -> bool:
+        """False for an RNA-only cohort: no segment/tile/embed/summary job is scheduled."""
+        return bool(self.slides(cohort))
+
+    @functools.cache  # noqa: B019
+    def patient_modalities(self, cohort: str) -> pd.DataFrame:
+        """Per patient: has a slide, has RNA (``duopath.modalities.patient_modalities``)."""
+        from duopath.modalities import patient_modalities
+
+        return patient_modalities(self.sheet(cohort), has_rna_source=self.has_rna(cohort))
+
+    def allowed_models(self, cohort: str, models: list[str]) -> tuple[list[str], dict[str, str]]:
+        """(models some patient of ``cohort`` can feed, {other model: why}) -- DAG jobs exist for
+        the first; the report lists the second with the reason."""
+        from duopath.modalities import model_inputs, usable_patients
+
+        run, skipped = [], {}
+        mods = self.patient_modalities(cohort)
+        for m in models:
+            needs = model_inputs(m, missing_rna=self.cfg.teacher.missing_rna)
+            if usable_patients(mods, needs)[0]:
+                run.append(m)
+            else:
+                what = " and ".join("RNA" if n == "rna" else "slides" for n in sorted(needs, reverse=True))
+                skipped[m] = f"no patient of the cohort has {what}"
+        return run, skipped
 
     @functools.cache  # noqa: B019
     def _slide_index(self, cohort: str) -> dict[str, dict]:

@@ -2,7 +2,7 @@
 
 One module per stage group -- :mod:`~duopath.cli.cohort` (validate, demo, sheet, splits),
 :mod:`~duopath.cli.slides` (segment, tile, embed, wsi-summary, encoders), :mod:`~duopath.cli.rna`,
-:mod:`~duopath.cli.training` (train, train-student), :mod:`~duopath.cli.inference` (predict),
+:mod:`~duopath.cli.training` (train, train-student, coxnet), :mod:`~duopath.cli.inference` (predict),
 :mod:`~duopath.cli.report` (evaluate, heatmaps, report) -- and one set of shared options and one
 error helper (:mod:`~duopath.cli.options`). Stage settings travel as the JSON of their pydantic
 config section (``--settings``), so a rule passes exactly what was validated and a settings change
@@ -46,6 +46,7 @@ COMMANDS = {
     "rna": rna.rna,
     "train": training.train,
     "train-student": training.train_student,
+    "coxnet": training.coxnet,
     "predict": inference.predict,
     "evaluate": report.evaluate,
     "heatmaps": report.heatmaps,
