@@ -26,7 +26,7 @@ from duopath.cohort import read_canonical_sheet
 from duopath.config import TeacherConfig
 from duopath.io import plain_json, write_json, write_table
 from duopath.layout import FoldPaths
-from duopath.models.coxnet import CoxnetFit, fit_coxnet, rna_features
+from duopath.models.coxnet import INNER_FOLDS, CoxnetFit, fit_coxnet, rna_features
 from duopath.training.data import DataError
 from duopath.training.fold_data import FoldData, prepare_fold
 from duopath.training.selection import score_predictions
@@ -88,9 +88,12 @@ def run_coxnet_fold(
     genes, x_all = rna_features(adata, roles["train"], roles["val"] + roles["test"], everyone)
     x = {r: x_all[[everyone.index(p) for p in roles[r]]] for r in ROLES}
     train = data.samples["train"]
+    # a small cohort's training fold may hold fewer events than INNER_FOLDS: fewer inner folds
+    # (each still needs an event to score), never fewer than 2
+    inner_folds = min(INNER_FOLDS, int(sum(s.event for s in train)))
     try:
         fit = fit_coxnet(x["train"], [s.time for s in train], [s.event for s in train], genes=genes,
-                         seed=seed + fold)
+                         seed=seed + fold, inner_folds=max(inner_folds, 2))
     except ValueError as err:
         raise DataError(f"fold {fold}: {err}") from err
     frames = {r: _frame(fit, x[r], data.samples[r], data) for r in ROLES}
