@@ -127,7 +127,10 @@ def fit_coxnet(
             risk = x[held_idx] @ path.coef_[:, j]
             if np.ptp(risk) == 0:
                 continue  # an all-zero model ranks no one: C undefined, not 0.5
-            scores[i, j] = concordance_index_censored(e[held_idx], t[held_idx], risk)[0]
+            try:
+                scores[i, j] = concordance_index_censored(e[held_idx], t[held_idx], risk)[0]
+            except ValueError:  # no comparable pair in this small held-out part: C undefined
+                continue
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (too-strong alphas)
         mean_c = np.nanmean(scores, axis=0)
