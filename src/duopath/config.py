@@ -111,6 +111,12 @@ class CohortConfig(_Strict):
     time_column: str = "time"
     event_column: str = Field("event", description="1 = event observed (death), 0 = censored")
     site_column: str = "site"
+    external_of: str | None = Field(
+        None, description="this cohort is an external TEST cohort of the named cohort: its slides "
+        "(no RNA needed) are embedded with the same encoder and tiling, nothing is trained on it, "
+        "and every slide-only model trained on the source (each fold's model and their mean-risk "
+        "ensemble) is scored on it"
+    )
     time_unit: Literal["days", "weeks", "months", "years"] | None = Field(
         None,
         description="unit of the time column, shown on every axis and table of the report "
@@ -637,6 +643,20 @@ class DuopathConfig(_Strict):
             if not re.fullmatch(COHORT_NAME, name):
                 raise ValueError(f"cohort name {name!r}: use ASCII letters, digits, '-' and '_' "
                                  "only (no accents, spaces or dots)")
+        for name, c in cohorts.items():
+            src = c.external_of
+            if src is None:
+                continue
+            if src not in cohorts:
+                raise ValueError(f"cohorts.{name}.external_of: no cohort {src!r} (configured: "
+                                 f"{sorted(cohorts)})")
+            if cohorts[src].external_of is not None:
+                raise ValueError(f"cohorts.{name}.external_of: {src!r} is itself an external test "
+                                 "cohort; name the cohort the models are trained on")
+            extra = [t for t in c.tasks if t not in cohorts[src].tasks]
+            if extra:
+                raise ValueError(f"cohorts.{name}.tasks {extra} are not tasks of its source {src!r} "
+                                 f"({cohorts[src].tasks}): nothing was trained for them")
         return cohorts
 
 

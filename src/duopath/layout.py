@@ -41,6 +41,11 @@ METRICS_CSV = "results/{cohort}/metrics.csv"  # task x model x fold x metric (+ 
 SUMMARY_CSV = "results/{cohort}/summary.csv"  # mean ± std over folds per task x model x metric
 COMPARISONS_CSV = "results/{cohort}/comparisons.csv"  # every model vs the main model
 REPORT = "results/{cohort}/report.html"
+# an external test cohort ({cohort}) scored with the models of its source cohort
+EXTERNAL_DIR = "results/{cohort}/external/{task}/{model}"
+EXTERNAL_PREDICTIONS = EXTERNAL_DIR + "/predictions.parquet"  # every fold's model + the ensemble
+EXTERNAL_METRICS = EXTERNAL_DIR + "/metrics.json"
+EXTERNAL_CSV = "results/{cohort}/external.csv"  # task x model x fold (or ensemble) x metric
 
 
 FOLD_FILES = {

@@ -98,11 +98,19 @@ class Plan:
 
         return patient_modalities(self.sheet(cohort), has_rna_source=self.has_rna(cohort))
 
+    def external_source(self, cohort: str) -> str | None:
+        """The cohort whose models an external test cohort is scored with (None: not external)."""
+        return self.cfg.cohorts[cohort].external_of
+
     def allowed_models(self, cohort: str, models: list[str]) -> tuple[list[str], dict[str, str]]:
         """(models some patient of ``cohort`` can feed, {other model: why}) -- DAG jobs exist for
-        the first; the report lists the second with the reason."""
+        the first; the report lists the second with the reason. Nothing is trained on an
+        external test cohort."""
         from duopath.modalities import model_inputs, usable_patients
 
+        source = self.external_source(cohort)
+        if source is not None:
+            return [], {m: f"external test cohort of {source}: not trained on" for m in models}
         run, skipped = [], {}
         mods = self.patient_modalities(cohort)
         for m in models:

@@ -48,6 +48,8 @@ COMMANDS = {
     "train-student": training.train_student,
     "coxnet": training.coxnet,
     "predict": inference.predict,
+    "external": inference.external,
+    "external-report": inference.external_report,
     "evaluate": report.evaluate,
     "heatmaps": report.heatmaps,
     "report": report.report,

@@ -57,3 +57,52 @@ def predict(
         typer.echo(line)
     typer.echo(json.dumps({k: result[k] for k in ("risk", "risk_percentile", "risk_group", "probabilities",
                                                     "predicted_class", "n_tiles") if k in result}))
+
+
+def external(
+    checkpoint: Annotated[list[Path], typer.Option("--checkpoint", help="the source model's checkpoint "
+                                                   "of one outer fold (repeat for every fold)")],
+    sheet: Annotated[Path, typer.Option("--sheet", help="the external cohort's canonical sample sheet")],
+    features_dir: Annotated[Path, typer.Option("--features-dir", help="its {slide}.zarr stores")],
+    source_sheet: Annotated[Path, typer.Option("--source-sheet", help="the source cohort's sheet")],
+    source_splits: Annotated[Path, typer.Option("--source-splits", help="the source's split table")],
+    task: Annotated[str, typer.Option("--task", help="survival | classification")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="results/{cohort}/external/{task}/{model}")],
+    device: Annotated[str, typer.Option("--device", help="cpu | auto | cuda | cuda:N")] = "cpu",
+) -> None:
+    """Score a source cohort's fold models (and their ensemble) on an external cohort's slides."""
+    from duopath.devices import resolve_device
+    from duopath.evaluation.external import external_predictions
+    from duopath.io import plain_json, write_json, write_table
+
+    try:
+        predictions, metrics = external_predictions(
+            checkpoint, sheet=sheet, features_dir=features_dir, source_sheet=source_sheet,
+            source_splits=source_splits, task=task, device=str(resolve_device(device)))
+    except ValueError as err:  # DataError, CheckpointError, SampleSheetError are ValueErrors
+        fail(err)
+    write_table(out_dir / "predictions.parquet", predictions)
+    write_json(out_dir / "metrics.json", plain_json(metrics))
+    log.info("external %s: %s", metrics["model"], {k: v.get("c_harrell", v.get("auc"))
+                                                    for k, v in metrics["scores"].items()})
+
+
+def external_report(
+    metrics: Annotated[list[Path], typer.Option("--metrics", help="results/{cohort}/external/{task}/"
+                                                "{model}/metrics.json (repeat)")],
+    cohort: Annotated[str, typer.Option("--cohort", help="the external cohort")],
+    source: Annotated[str, typer.Option("--source", help="the cohort the models were trained on")],
+    table_out: Annotated[Path, typer.Option("--table-out", help="results/{cohort}/external.csv")],
+    out: Annotated[Path, typer.Option("--out", help="results/{cohort}/report.html")],
+) -> None:
+    """The external-validation table and page of an external test cohort."""
+    import json
+
+    from duopath.evaluation.external import external_table
+    from duopath.io import write_table, write_text
+    from duopath.report.external import external_page
+
+    runs = [json.loads(path.read_text()) for path in metrics]
+    table = external_table(runs)
+    write_table(table_out, table)
+    write_text(out, external_page(cohort, source, table, runs))
