@@ -2,7 +2,8 @@
 
 One module per stage group -- :mod:`~duopath.cli.cohort` (validate, demo, sheet, splits),
 :mod:`~duopath.cli.slides` (segment, tile, embed, wsi-summary, encoders), :mod:`~duopath.cli.rna`,
-:mod:`~duopath.cli.training` (train, train-student, coxnet), :mod:`~duopath.cli.inference` (predict),
+:mod:`~duopath.cli.training` (train, train-student, coxnet),
+:mod:`~duopath.cli.external` (external), :mod:`~duopath.cli.inference` (predict),
 :mod:`~duopath.cli.report` (evaluate, heatmaps, report) -- and one set of shared options and one
 error helper (:mod:`~duopath.cli.options`). Stage settings travel as the JSON of their pydantic
 config section (``--settings``), so a rule passes exactly what was validated and a settings change
@@ -18,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from duopath.cli import cohort, inference, report, rna, slides, training
+from duopath.cli import cohort, external, inference, report, rna, slides, training
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="duopath: WSI + RNA-seq disentangled multi-modal pipeline steps.")
@@ -48,8 +49,8 @@ COMMANDS = {
     "train-student": training.train_student,
     "coxnet": training.coxnet,
     "predict": inference.predict,
-    "external": inference.external,
-    "external-report": inference.external_report,
+    "external": external.external,
+    "external-report": report.external_report,
     "evaluate": report.evaluate,
     "heatmaps": report.heatmaps,
     "report": report.report,

@@ -160,17 +160,3 @@ def _ensemble(frames: Sequence[pd.DataFrame], task: str) -> pd.DataFrame:
         out["pred_label"] = [names[i] for i in out[probs].to_numpy().argmax(axis=1)]
         out["risk"] = np.nan
     return out.reset_index().assign(fold=-1, member=ENSEMBLE)
-
-
-def external_table(runs: Sequence[dict]) -> pd.DataFrame:
-    """Long table of metrics dicts (:func:`external_predictions`): task, model, member
-    (fold<k> | ensemble), metric, value (NaN where undefined)."""
-    rows = []
-    for m in runs:
-        for member, sc in m["scores"].items():
-            for metric, value in sc.items():
-                if metric in ("n", "n_events", "undefined"):
-                    continue
-                rows.append((m["task"], m["model"], member, metric,
-                             np.nan if value is None else float(value)))
-    return pd.DataFrame(rows, columns=["task", "model", "member", "metric", "value"])

@@ -15,6 +15,21 @@ import pandas as pd
 
 from duopath.report.html_parts import esc, fmt, table
 
+
+def external_table(runs: Sequence[dict]) -> pd.DataFrame:
+    """Long table of metrics dicts (:func:`external_predictions`): task, model, member
+    (fold<k> | ensemble), metric, value (NaN where undefined)."""
+    rows = []
+    for m in runs:
+        for member, sc in m["scores"].items():
+            for metric, value in sc.items():
+                if metric in ("n", "n_events", "undefined"):
+                    continue
+                rows.append((m["task"], m["model"], member, metric,
+                             np.nan if value is None else float(value)))
+    return pd.DataFrame(rows, columns=["task", "model", "member", "metric", "value"])
+
+
 _PRIMARY = {"survival": ["c_harrell", "c_uno", "ibs"], "classification": ["auc", "balanced_accuracy"]}
 
 
