@@ -8,21 +8,15 @@ import os
 
 
 def cohort_coxnet(cohort):
-    """(["coxnet"] when it runs on ``cohort``, {"coxnet": why not} otherwise)."""
-    if not CFG.baselines.coxnet:
-        return [], {}
-    if "survival" not in CFG.cohorts[cohort].tasks:
-        return [], {}
-    if not PLAN.has_rna(cohort):
-        return [], {"coxnet": "the cohort has no RNA"}
-    return PLAN.allowed_models(cohort, ["coxnet"])
+    """(["coxnet"] when it runs on ``cohort``, {"coxnet": why not} otherwise): Plan.coxnet_models."""
+    return PLAN.coxnet_models(cohort)
 
 
 def coxnet_targets(cohort):
     """metrics.json of CoxNet for every fold of ``cohort``'s survival task (for `rule all`)."""
     return [
         P(layout.METRICS, cohort=cohort, task="survival", model=m, fold=str(k))
-        for m in cohort_coxnet(cohort)[0]
+        for m in PLAN.coxnet_models(cohort)[0]
         for k in range(CFG.training.folds)
     ]
 

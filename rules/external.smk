@@ -5,7 +5,6 @@
 #   external:        -> results/{cohort}/external/{task}/{model}/predictions.parquet + metrics.json
 #   external_report: -> results/{cohort}/external.csv + results/{cohort}/report.html
 # Logic: duopath.evaluation.external, duopath.report.external. Include after the training rules.
-from duopath.modalities import SLIDE, model_inputs
 
 
 def external_models(cohort):
@@ -14,7 +13,7 @@ def external_models(cohort):
     if source is None:
         return []
     trained = (list(STUDENT_MODELS) if student_targets(source) else []) + list(cohort_baselines(source)[0])
-    return [m for m in trained if model_inputs(m) == {SLIDE}]
+    return PLAN.external_models(cohort, trained)
 
 
 def external_targets(cohort):

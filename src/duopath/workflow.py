@@ -102,6 +102,27 @@ class Plan:
         """The cohort whose models an external test cohort is scored with (None: not external)."""
         return self.cfg.cohorts[cohort].external_of
 
+    def coxnet_models(self, cohort: str) -> tuple[list[str], dict[str, str]]:
+        """(["coxnet"] when the penalised Cox baseline runs on ``cohort``, {"coxnet": why not}).
+
+        It needs ``baselines.coxnet``, a survival task and RNA (a configured source and some
+        patient with RNA); it reads no slide.
+        """
+        if not self.cfg.baselines.coxnet or "survival" not in self.cfg.cohorts[cohort].tasks:
+            return [], {}
+        if not self.has_rna(cohort) and not self.external_source(cohort):
+            return [], {"coxnet": "the cohort has no RNA"}
+        return self.allowed_models(cohort, ["coxnet"])
+
+    def external_models(self, cohort: str, trained: list[str]) -> list[str]:
+        """Of the models ``trained`` on ``cohort``'s source, those an external test cohort (no RNA)
+        can be scored with: the ones that read slides only. [] for a cohort that is not external."""
+        from duopath.modalities import SLIDE, model_inputs
+
+        if self.external_source(cohort) is None:
+            return []
+        return [m for m in trained if model_inputs(m) == {SLIDE}]
+
     def allowed_models(self, cohort: str, models: list[str]) -> tuple[list[str], dict[str, str]]:
         """(models some patient of ``cohort`` can feed, {other model: why}) -- DAG jobs exist for
         the first; the report lists the second with the reason. Nothing is trained on an
