@@ -1,5 +1,6 @@
 """``duopath train`` (teacher, an ablation or a baseline) and ``duopath train-student``: one model
-on one fold, as the rules call them. Both run ``duopath.training.run.run_fold``.
+on one fold, as the rules call them. Both run ``duopath.training.run.run_fold``. ``duopath coxnet``:
+the penalised Cox baseline on one fold (``duopath.training.coxnet_fold``), the same fold files.
 Heavy imports happen inside the functions so ``duopath --help`` stays instant.
 """
 
@@ -99,3 +100,29 @@ def train_student(
     except ValueError as err:  # DataError, CheckpointError, GpuError are ValueErrors
         opt.fail(err)
     log.info("%s fold %d: test %s", model, fold, metrics["test"])
+
+
+def coxnet(
+    sheet: opt.Sheet,
+    splits: opt.Splits,
+    fold: opt.Fold,
+    settings: Annotated[str, typer.Option("--settings", help="JSON of the `teacher:` config section "
+                                          "(survival bins and RNA handling, as for the SNN)")],
+    rna: Annotated[Path, typer.Option("--rna", help="RNA AnnData (rna/{cohort}.h5ad)")],
+    out_dir: opt.OutDir,
+    task: opt.Task = "survival",
+    seed: opt.Seed = 1337,
+    cohort: opt.Cohort = "",
+) -> None:
+    """Fit the penalised Cox baseline on one fold's RNA; write the same fold files as ``train``."""
+    from duopath.config import TeacherConfig
+    from duopath.training.coxnet_fold import run_coxnet_fold
+
+    opt.check_task(task)
+    cfg = TeacherConfig.model_validate_json(settings)
+    try:
+        metrics = run_coxnet_fold(sheet=sheet, splits=splits, rna=rna, fold=fold, cfg=cfg, seed=seed,
+                                  out_dir=out_dir, cohort=cohort, task=task)
+    except ValueError as err:  # DataError, SampleSheetError are ValueErrors
+        opt.fail(err)
+    log.info("coxnet fold %d: test %s", fold, metrics["test"])
