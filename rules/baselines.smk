@@ -1,10 +1,9 @@
 # Stage 6b: comparison baselines (abmil, transmil, snn, concat, bilinear, mcat), one job per
 # (cohort, task, model) for all its folds, trained by `duopath train` with the TEACHER's protocol
 # (its optim, loss and data settings) on the same split table, so every row of the report is
-# paired. The
-# architecture comes from `baselines:`. A cohort without RNA runs the slide-only baselines
-# (PLAN.baselines); the others are listed with the reason in the report. Logic:
-# duopath.training (variants, trainer).
+# paired. The architecture comes from `baselines:`. A cohort without RNA runs the slide-only
+# baselines, one without slides the SNN (PLAN.baselines; each job waits only for the inputs its
+# model reads); the others are listed with the reason in the report. Logic: duopath.training.
 import re
 
 from duopath.config import BASELINE_MODELS
@@ -12,8 +11,8 @@ from duopath.config import BASELINE_MODELS
 
 rule baseline:
     input:
-        features=INPUTS.cohort_slides(layout.FEATURES),
-        rna=INPUTS.rna_if_any,
+        features=INPUTS.model_features,
+        rna=INPUTS.model_rna,
         splits=P(layout.SPLITS),
         sheet=P(layout.SHEET),
     output:

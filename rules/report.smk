@@ -61,7 +61,7 @@ rule report:
         sheet=P(layout.SHEET),
         splits=P(layout.SPLITS),
         splits_info=P(layout.SPLITS_INFO),
-        wsi_summary=P(layout.WSI_SUMMARY),
+        wsi_summary=INPUTS.wsi_summary,  # none for an RNA-only cohort
         heatmaps=INPUTS.heatmap_dirs,
     output:
         html=report(P(layout.REPORT), caption="../workflow/report/report_html.rst",
@@ -83,6 +83,7 @@ rule report:
         max_heatmaps=CFG.report.heatmap_patients * 2,
         skipped=INPUTS.skipped_args,
         time_unit=lambda wc: CFG.cohorts[wc.cohort].time_unit,
+        wsi_arg=INPUTS.wsi_summary_arg,
     log:
         P(layout.LOGS, rule="report", name="report"),
     benchmark:
@@ -96,7 +97,7 @@ rule report:
     shell:
         "{DUOPATH} report --results-dir {params.results_dir:q} --sheet {input.sheet:q} "
         "--splits {input.splits:q} --splits-info {input.splits_info:q} "
-        "--wsi-summary {input.wsi_summary:q} --metrics {input.metrics:q} "
+        "{params.wsi_arg} --metrics {input.metrics:q} "
         "--summary {input.summary:q} --comparisons {input.comparisons:q} --reference {input.reference:q} "
         "--benchmarks-dir {params.benchmarks_dir:q} "
         "--cohort {wildcards.cohort} --config-hash {params.config_hash} "

@@ -64,7 +64,7 @@ def test_errors_name_line_and_column(tmp_path: Path, slides: Path) -> None:
     assert "line 3, column slide_path" in msg and "missing.svs does not exist" in msg
     assert "line 4, column time" in msg
     assert "line 4, column event" in msg
-    assert "line 5, column slide_path: empty (row has no slide)" in msg
+    assert "line 5, column slide_path: empty for slide 'e'" in msg
     assert "line 2" not in msg
 
 
@@ -97,3 +97,40 @@ def test_mpp_override_is_checked(tmp_path: Path, slides: Path) -> None:
     ])
     with pytest.raises(SampleSheetError, match="line 3, column mpp"):
         read_sample_sheet(CohortConfig(sample_sheet=sheet, slide_dir=slides))
+
+
+def test_rna_only_sheet_and_mixed_rows(tmp_path: Path, slides: Path) -> None:
+    """No slide column at all (an RNA-only cohort), and rows with a slide, RNA or both."""
+    rna_only = _write(tmp_path, [
+        {"patient_id": "p1", "rna_sample_id": "p1-R", "time": "5", "event": "1"},
+        {"patient_id": "p2", "rna_sample_id": "p2-R", "time": "7", "event": "0"},
+    ])
+    df = read_sample_sheet(CohortConfig(sample_sheet=rna_only))
+    assert df["slide_id"].tolist() == ["", ""] and df["slide_path"].tolist() == ["", ""]
+    assert df["rna_sample_id"].tolist() == ["p1-R", "p2-R"]
+
+    mixed = _write(tmp_path, [
+        {"patient_id": "p1", "slide_id": "b", "slide_path": "b.svs", "rna_sample_id": "p1-R",
+         "time": "5", "event": "1"},
+        {"patient_id": "p2", "slide_id": "", "slide_path": "", "rna_sample_id": "p2-R",
+         "time": "5", "event": "1"},
+        {"patient_id": "p3", "slide_id": "d", "slide_path": "d.svs", "rna_sample_id": "",
+         "time": "5", "event": "0"},
+    ])
+    df = read_sample_sheet(CohortConfig(sample_sheet=mixed, slide_dir=slides))
+    assert df["slide_id"].tolist() == ["b", "", "d"]
+    assert df["slide_path"].iloc[1] == "" and Path(df["slide_path"].iloc[2]).is_absolute()
+
+
+def test_row_without_slide_or_rna_is_an_error(tmp_path: Path, slides: Path) -> None:
+    sheet = _write(tmp_path, [
+        {"patient_id": "p1", "slide_id": "b", "slide_path": "b.svs", "rna_sample_id": "", "time": "5",
+         "event": "1"},
+        {"patient_id": "p2", "slide_id": "", "slide_path": "", "rna_sample_id": "", "time": "5",
+         "event": "1"},
+    ])
+    with pytest.raises(SampleSheetError, match="line 3: the row has neither a slide"):
+        read_sample_sheet(CohortConfig(sample_sheet=sheet, slide_dir=slides))
+    no_columns = _write(tmp_path, [{"patient_id": "p1", "time": "5", "event": "1"}])
+    with pytest.raises(SampleSheetError, match="an `rna_sample_id` column"):
+        read_sample_sheet(CohortConfig(sample_sheet=no_columns))

@@ -446,3 +446,17 @@ def test_slides_disagreeing_on_an_outcome_are_refused(fake: FakeCohort, tmp_path
     sheet.to_csv(bad, index=False)
     with pytest.raises(ValueError, match=r"P010.*disagree on 'time'"):
         load_cohort_tables(bad, fake.splits)
+
+
+def test_a_survival_only_model_is_scored_on_survival_only(fake: FakeCohort, tmp_path: Path) -> None:
+    """CoxNet has no classification folds (duopath.modalities.MODEL_TASKS): the evaluation of a
+    two-task cohort scores it on survival and does not look for it elsewhere."""
+    import shutil
+
+    fc = _copy_tree(fake, tmp_path / "copy")
+    shutil.copytree(fc.results / "survival" / "weak", fc.results / "survival" / "coxnet")
+    ev = evaluate_cohort(fc.results, load_cohort_tables(fc.sheet, fc.splits), [*MODELS, "coxnet"],
+                         list(TASKS), n_boot=10)
+    tasks_of_coxnet = set(ev.metrics.loc[ev.metrics["model"] == "coxnet", "task"])
+    assert tasks_of_coxnet == {"survival"}
+    assert set(ev.metrics.loc[ev.metrics["task"] == "classification", "model"]) == set(MODELS)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from duopath import layout
 from duopath.config import ConfigError, DuopathConfig, load_config
 from duopath.config_schema import schema_json
 from duopath.workflow import STUDENT_MODELS, Plan
@@ -45,13 +46,28 @@ def test_models_tasks_and_folds_of_a_cohort(tmp_path: Path) -> None:
                     "training": {"folds": 3}, "teacher": {"ablations": ["no_cgc"]},
                     "baselines": {"models": ["abmil", "snn"]}})
     assert plan.report_models("with") == ["teacher", "teacher_no_cgc", "student", "student_nokd",
-                                          "abmil", "snn"]
+                                          "abmil", "snn", "coxnet"]
     assert plan.heatmap_models("with") == ["teacher", "student"]
     assert plan.skipped_models("with") == {}
     assert plan.folds == ["0", "1", "2"] and plan.tasks("with") == ["survival"]
     metrics = [t for t in plan.targets("with") if t.endswith("metrics.json")]
-    assert len(metrics) == 6 * 3 and "output/results/with/survival/snn/fold2/metrics.json" in metrics
+    assert len(metrics) == 7 * 3 and "output/results/with/survival/snn/fold2/metrics.json" in metrics
     assert "output/results/with/report.html" in plan.targets("with")
+    assert "output/qc/with/wsi_summary.csv" in plan.targets("with")
+
+
+def test_coxnet_runs_the_survival_task_only(tmp_path: Path) -> None:
+    """CoxNet is a Cox model: no classification fold is asked for (no rule could make it)."""
+    cohort = user_cohort(tmp_path, rna=True) | {"tasks": ["survival", "classification"],
+                                                "label_column": "grade"}
+    sheet = pd.read_csv(tmp_path / "samples.csv").assign(grade=["low", "high"])
+    sheet.to_csv(tmp_path / "samples.csv", index=False)
+    plan = plan_of({"cohorts": {"c": cohort}, "training": {"folds": 2}, "baselines": {"models": []}})
+    assert "coxnet" in plan.report_models("c")
+    coxnet = [t for t in plan.targets("c") if "/coxnet/" in t]
+    assert coxnet == [f"output/results/c/survival/coxnet/fold{k}/metrics.json" for k in (0, 1)]
+    off = plan_of({"cohorts": {"c": cohort}, "baselines": {"models": [], "coxnet": False}})
+    assert "coxnet" not in off.report_models("c") and "coxnet" not in off.skipped_models("c")
 
 
 def test_a_cohort_without_rna_reports_its_slide_baselines_and_says_why(tmp_path: Path) -> None:
@@ -81,6 +97,47 @@ def test_input_functions_quote_paths_with_spaces(tmp_path: Path) -> None:
     assert inputs.teacher_rna(wc) == [f"{tmp_path}/out put/rna/c.h5ad"]
     assert inputs.teacher_rna(SimpleNamespace(cohort="c", model="student")) == []
     assert "--skipped" not in inputs.skipped_args(wc)
+    summary = RuleInputs.wsi_summary_arg
+    assert summary(wc, SimpleNamespace(wsi_summary=["w ü.csv"])) == "--wsi-summary 'w ü.csv'"
+    assert summary(wc, SimpleNamespace(wsi_summary=[])) == ""
+    checkpoints = SimpleNamespace(checkpoints=["a b/c.st"])
+    assert RuleInputs.checkpoint_args(wc, checkpoints) == "--checkpoint 'a b/c.st'"
+    assert RuleInputs.metrics_args(wc, SimpleNamespace(metrics=["m 1.json"])) == "--metrics 'm 1.json'"
+
+
+def test_each_model_waits_only_for_the_inputs_it_reads(tmp_path: Path) -> None:
+    """The SNN needs no feature store (an RNA-only cohort has none; a mixed one must not make it
+    wait for slides), a slide-only baseline no RNA file; an RNA-only cohort's report no WSI summary."""
+    inputs = RuleInputs(plan_of({"cohorts": {"c": user_cohort(tmp_path, rna=True)}}))
+    snn, abmil = (SimpleNamespace(cohort="c", model=m) for m in ("snn", "abmil"))
+    assert inputs.model_features(snn) == [] and inputs.model_rna(snn) == ["output/rna/c.h5ad"]
+    assert len(inputs.model_features(abmil)) == 2 and inputs.model_rna(abmil) == []
+    assert inputs.wsi_summary(snn) == ["output/qc/c/wsi_summary.csv"]
+    pd.DataFrame({"patient_id": ["P1", "P2"], "rna_sample_id": ["P1", "P2"], "time": [3.0, 5.0],
+                  "event": [1, 0]}).to_csv(
+        tmp_path / "rna_only.csv", index=False)
+    rna_only = {"sample_sheet": str(tmp_path / "rna_only.csv"), "rna": str(tmp_path / "counts.tsv")}
+    plan = plan_of({"cohorts": {"r": rna_only}})
+    wc = SimpleNamespace(cohort="r", model="snn")
+    assert RuleInputs(plan).wsi_summary(wc) == [] and RuleInputs(plan).model_features(wc) == []
+    targets = plan.targets("r")
+    assert not [t for t in targets if "/qc/" in t] and "output/splits/r.csv" in targets
+
+
+def test_an_external_cohort_is_scored_not_trained(tmp_path: Path) -> None:
+    src = user_cohort(tmp_path, rna=False) | {"tasks": ["survival"]}
+    plan = plan_of({"cohorts": {"src": src, "ext": src | {"external_of": "src"}}, "training": {"folds": 2},
+                    "baselines": {"models": ["abmil"]}})
+    assert plan.report_models("ext") == [] and plan.external_trained_models("ext") == ["abmil"]
+    targets = plan.targets("ext")
+    assert "output/results/ext/report.html" in targets and "output/qc/ext/wsi_summary.csv" in targets
+    assert not [t for t in targets if "splits" in t or t.endswith("metrics.json")]
+    inputs = RuleInputs(plan)
+    wc = SimpleNamespace(cohort="ext", task="survival", model="abmil")
+    assert inputs.external_checkpoints(wc) == [
+        f"output/results/src/survival/abmil/fold{k}/checkpoint.safetensors" for k in (0, 1)]
+    assert inputs.external_source_file(layout.SPLITS)(wc) == "output/splits/src.csv"
+    assert inputs.external_metrics(wc) == ["output/results/ext/external/survival/abmil/metrics.json"]
 
 
 def test_rule_files_only_declare_rules() -> None:

@@ -105,14 +105,18 @@ def canonicalise_sheet(
             rename[src_col] = dst
     df = df.rename(columns=rename)
 
-    if "slide_id" not in df.columns and "slide_path" not in df.columns:
+    has_slide_columns = "slide_id" in df.columns or "slide_path" in df.columns
+    if not has_slide_columns and "rna_sample_id" not in df.columns:
         raise SampleSheetError(
-            f"{source}: needs a `slide_id` or `slide_path` column (found: {', '.join(df.columns)})"
+            f"{source}: needs a `slide_id` or `slide_path` column (slides), an `rna_sample_id` "
+            f"column (RNA), or both (found: {', '.join(df.columns)})"
         )
+    if not has_slide_columns:
+        df["slide_id"] = ""  # an RNA-only cohort: no row has a slide
     if "slide_path" not in df.columns:
         df["slide_path"] = df["slide_id"]
     if "slide_id" not in df.columns:
-        df["slide_id"] = [Path(p).stem for p in df["slide_path"]]
+        df["slide_id"] = [Path(p).stem if str(p).strip() else "" for p in df["slide_path"]]
     for col in ("patient_id", "site", "rna_sample_id", "label", "time", "event", "mpp"):
         if col not in df.columns:
             df[col] = ""
@@ -134,24 +138,36 @@ def canonicalise_sheet(
     for i, row in enumerate(df.to_dict("records")):
         ref = row_ref(i)
         slide_id = str(row["slide_id"]).strip()
-        if not slide_id or not _SLIDE_ID.match(slide_id):
+        path_text = str(row["slide_path"]).strip()
+        rna_id = str(row["rna_sample_id"]).strip()
+        if not slide_id and not path_text:
+            # A patient with RNA only (mixed or RNA-only cohorts): RNA models use it, slide
+            # models leave it out (duopath.modalities says which and why).
+            if not rna_id:
+                problems.append(f"{ref}: the row has neither a slide (slide_id / slide_path) nor "
+                                "an rna_sample_id; give one or remove the row")
+                continue
+        elif not slide_id or not _SLIDE_ID.match(slide_id):
             problems.append(f"{ref}, column slide_id: {slide_id!r} is empty or has characters "
                             "other than letters, digits, '.', '_', '-'")
             continue
-        bc = parse_tcga_barcode(slide_id)
+        elif not path_text:
+            problems.append(f"{ref}, column slide_path: empty for slide {slide_id!r} (leave "
+                            "slide_id empty too for a patient without a slide)")
+            continue
+        bc = parse_tcga_barcode(slide_id) or parse_tcga_barcode(rna_id)
         patient = str(row["patient_id"]).strip() or (bc.patient_id if bc else "")
         if not patient:
-            problems.append(f"{ref}, column patient_id: empty and {slide_id!r} is not a TCGA barcode")
+            named = slide_id or rna_id
+            problems.append(f"{ref}, column patient_id: empty and {named!r} is not a TCGA barcode")
         site = str(row["site"]).strip() or (bc.site if bc else "")
-        path_text = str(row["slide_path"]).strip()
-        if not path_text:
-            problems.append(f"{ref}, column slide_path: empty (row has no slide)")
-            continue
-        slide_path = Path(path_text)
-        if not slide_path.is_absolute():
-            slide_path = base / slide_path
-        if check_files and not slide_path.exists():
-            problems.append(f"{ref}, column slide_path: {slide_path} does not exist")
+        slide_path: Path | str = ""
+        if slide_id:
+            slide_path = Path(path_text)
+            if not slide_path.is_absolute():
+                slide_path = base / slide_path
+            if check_files and not slide_path.exists():
+                problems.append(f"{ref}, column slide_path: {slide_path} does not exist")
         time = _to_float(row["time"])
         event = _to_event(row["event"])
         if survival:
@@ -174,7 +190,7 @@ def canonicalise_sheet(
             "patient_id": patient,
             "slide_id": slide_id,
             "slide_path": str(slide_path),
-            "rna_sample_id": str(row["rna_sample_id"]).strip(),
+            "rna_sample_id": rna_id,
             "site": site,
             "label": label,
             "time": time,
@@ -216,8 +232,10 @@ def _repeated_slides(out: pd.DataFrame, lines: list[int], source: str) -> list[s
     into its patient's bag (or, under two patients, leaks one patient's tissue into another).
     """
     problems = []
+    with_slide = out[out["slide_id"] != ""]
     for col, what in (("slide_id", "slide_id"), ("slide_path", "slide file")):
-        keys = out[col] if col == "slide_id" else out[col].map(lambda p: str(Path(p).resolve()))
+        keys = (with_slide[col] if col == "slide_id"
+                else with_slide[col].map(lambda p: str(Path(p).resolve())))
         for key, idx in keys.groupby(keys, sort=True).groups.items():
             if len(idx) < 2:
                 continue

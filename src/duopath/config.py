@@ -111,6 +111,12 @@ class CohortConfig(_Strict):
     time_column: str = "time"
     event_column: str = Field("event", description="1 = event observed (death), 0 = censored")
     site_column: str = "site"
+    external_of: str | None = Field(
+        None, description="this cohort is an external TEST cohort of the named cohort: its slides "
+        "(no RNA needed) are embedded with the same encoder and tiling, nothing is trained on it, "
+        "and every slide-only model trained on the source (each fold's model and their mean-risk "
+        "ensemble) is scored on it"
+    )
     time_unit: Literal["days", "weeks", "months", "years"] | None = Field(
         None,
         description="unit of the time column, shown on every axis and table of the report "
@@ -574,6 +580,10 @@ class BaselinesConfig(_Strict):
     n_gene_tokens: int = Field(4, ge=1, description="gene tokens per group (mcat)")
     gene_hidden: int = Field(128, ge=4, description="SNN hidden width of the RNA branches")
     dropout: float = Field(0.25, ge=0, lt=1)
+    coxnet: bool = Field(
+        True, description="also fit the penalised Cox baseline (scikit-survival CoxNet, alpha by "
+        "inner CV on the training patients) on the SNN's genes: survival tasks of cohorts with RNA"
+    )
 
     @field_validator("models")
     @classmethod
@@ -638,6 +648,20 @@ class DuopathConfig(_Strict):
             if not re.fullmatch(COHORT_NAME, name):
                 raise ValueError(f"cohort name {name!r}: use ASCII letters, digits, '-' and '_' "
                                  "only (no accents, spaces or dots)")
+        for name, c in cohorts.items():
+            src = c.external_of
+            if src is None:
+                continue
+            if src not in cohorts:
+                raise ValueError(f"cohorts.{name}.external_of: no cohort {src!r} (configured: "
+                                 f"{sorted(cohorts)})")
+            if cohorts[src].external_of is not None:
+                raise ValueError(f"cohorts.{name}.external_of: {src!r} is itself an external test "
+                                 "cohort; name the cohort the models are trained on")
+            extra = [t for t in c.tasks if t not in cohorts[src].tasks]
+            if extra:
+                raise ValueError(f"cohorts.{name}.tasks {extra} are not tasks of its source {src!r} "
+                                 f"({cohorts[src].tasks}): nothing was trained for them")
         return cohorts
 
 

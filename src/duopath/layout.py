@@ -51,6 +51,11 @@ REPORT_FIGURES = "results/{cohort}/figures"  # the report's figures as PNG files
 # its wildcards as a sub-path (a slide, or task/model/fold). Summarised in the report.
 BENCHMARKS_DIR = "benchmarks/{cohort}"
 BENCHMARK = BENCHMARKS_DIR + "/{stage}/{job}.tsv"
+# an external test cohort ({cohort}) scored with the models of its source cohort
+EXTERNAL_DIR = "results/{cohort}/external/{task}/{model}"
+EXTERNAL_PREDICTIONS = EXTERNAL_DIR + "/predictions.parquet"  # every fold's model + the ensemble
+EXTERNAL_METRICS = EXTERNAL_DIR + "/metrics.json"
+EXTERNAL_CSV = "results/{cohort}/external.csv"  # task x model x fold (or ensemble) x metric
 
 
 FOLD_FILES = {

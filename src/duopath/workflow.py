@@ -132,7 +132,64 @@ class Plan:
             )
 
     def slides(self, cohort: str) -> list[str]:
-        return self.sheet(cohort)["slide_id"].tolist()
+        """The cohort's slides (rows of RNA-only patients name none)."""
+        return [s for s in self.sheet(cohort)["slide_id"].tolist() if s]
+
+    def has_slides(self, cohort: str) -> bool:
+        """False for an RNA-only cohort: no segment/tile/embed/summary job is scheduled."""
+        return bool(self.slides(cohort))
+
+    @functools.cache  # noqa: B019
+    def patient_modalities(self, cohort: str) -> pd.DataFrame:
+        """Per patient: has a slide, has RNA (``duopath.modalities.patient_modalities``)."""
+        from duopath.modalities import patient_modalities
+
+        return patient_modalities(self.sheet(cohort), has_rna_source=self.has_rna(cohort))
+
+    def external_source(self, cohort: str) -> str | None:
+        """The cohort whose models an external test cohort is scored with (None: not external)."""
+        return self.cfg.cohorts[cohort].external_of
+
+    def coxnet_models(self, cohort: str) -> tuple[list[str], dict[str, str]]:
+        """(["coxnet"] when the penalised Cox baseline runs on ``cohort``, {"coxnet": why not}).
+
+        It needs ``baselines.coxnet``, a survival task and RNA (a configured source and some
+        patient with RNA); it reads no slide.
+        """
+        if not self.cfg.baselines.coxnet or "survival" not in self.cfg.cohorts[cohort].tasks:
+            return [], {}
+        if not self.has_rna(cohort) and not self.external_source(cohort):
+            return [], {"coxnet": "the cohort has no RNA"}
+        return self.allowed_models(cohort, ["coxnet"])
+
+    def external_models(self, cohort: str, trained: list[str]) -> list[str]:
+        """Of the models ``trained`` on ``cohort``'s source, those an external test cohort (no RNA)
+        can be scored with: the ones that read slides only. [] for a cohort that is not external."""
+        from duopath.modalities import SLIDE, model_inputs
+
+        if self.external_source(cohort) is None:
+            return []
+        return [m for m in trained if model_inputs(m) == {SLIDE}]
+
+    def allowed_models(self, cohort: str, models: list[str]) -> tuple[list[str], dict[str, str]]:
+        """(models some patient of ``cohort`` can feed, {other model: why}) -- DAG jobs exist for
+        the first; the report lists the second with the reason. Nothing is trained on an
+        external test cohort."""
+        from duopath.modalities import model_inputs, usable_patients
+
+        source = self.external_source(cohort)
+        if source is not None:
+            return [], {m: f"external test cohort of {source}: not trained on" for m in models}
+        run, skipped = [], {}
+        mods = self.patient_modalities(cohort)
+        for m in models:
+            needs = model_inputs(m, missing_rna=self.cfg.teacher.missing_rna)
+            if usable_patients(mods, needs)[0]:
+                run.append(m)
+            else:
+                what = " and ".join("RNA" if n == "rna" else "slides" for n in sorted(needs, reverse=True))
+                skipped[m] = f"no patient of the cohort has {what}"
+        return run, skipped
 
     @functools.cache  # noqa: B019
     def _slide_index(self, cohort: str) -> dict[str, dict]:
@@ -155,16 +212,19 @@ class Plan:
         return self.has_rna(cohort)
 
     def teachers(self, cohort: str) -> list[str]:
-        """``teacher`` and its ablations, when the cohort has RNA."""
-        return list(self.teacher_models) if self.has_teacher(cohort) else []
+        """``teacher`` and its ablations, when the cohort has RNA and some patient can feed them."""
+        return self.allowed_models(cohort, list(self.teacher_models))[0] if self.has_teacher(cohort) else []
 
     def students(self, cohort: str) -> list[str]:
-        """Both students, when there is a teacher to distil from."""
-        return list(self.student_models) if self.has_teacher(cohort) else []
+        """Both students, when there is a teacher to distil from and some patient has a slide."""
+        if not self.teachers(cohort):
+            return []
+        return self.allowed_models(cohort, list(self.student_models))[0]
 
     def baselines(self, cohort: str) -> list[str]:
         """The configured baselines the cohort's data allows."""
-        return baseline_names(self.cfg.baselines, has_rna=self.has_rna(cohort))[0]
+        run = baseline_names(self.cfg.baselines, has_rna=self.has_rna(cohort))[0]
+        return self.allowed_models(cohort, run)[0]
 
     def heatmap_models(self, cohort: str) -> list[str]:
         return [m for m in HEATMAP_MODELS if m in self.teachers(cohort) + self.students(cohort)]
@@ -173,40 +233,55 @@ class Plan:
         """Models compared in the cohort's report, the MAIN model first.
 
         The main model is the reference of every paired comparison (``<main>_*`` models form the
-        ablation table): the teacher and its ablations, the students, then the baselines. A
-        cohort without RNA has no teacher: its main model is its first baseline.
+        ablation table): the teacher and its ablations, the students, the baselines, then CoxNet.
+        A cohort without RNA has no teacher: its main model is its first baseline.
         """
-        return self.teachers(cohort) + self.students(cohort) + self.baselines(cohort)
+        return (self.teachers(cohort) + self.students(cohort) + self.baselines(cohort)
+                + self.coxnet_models(cohort)[0])
 
     def skipped_models(self, cohort: str) -> dict[str, str]:
         """Configured models the cohort's data does not allow -> why (shown in the report)."""
-        why = dict(baseline_names(self.cfg.baselines, has_rna=self.has_rna(cohort))[1])
+        run, why = baseline_names(self.cfg.baselines, has_rna=self.has_rna(cohort))
+        why = dict(why)
+        why.update(self.allowed_models(cohort, run)[1])
+        why.update(self.coxnet_models(cohort)[1])
         if not self.has_teacher(cohort):
             why.update({m: "the cohort has no RNA" for m in self.teacher_models + self.student_models})
+        else:
+            why.update(self.allowed_models(cohort, self.teacher_models + self.student_models)[1])
         return why
 
     def fold_paths(self, cohort: str, pattern: str, models: list[str]) -> list[str]:
-        """``pattern`` (a per-fold result path) for every task of ``cohort``, model and fold."""
+        """``pattern`` (a per-fold result path) for every task of ``cohort``, model that has the
+        task (CoxNet: survival only) and fold."""
+        from duopath.modalities import model_has_task
+
         return [
             self.path(pattern, cohort=cohort, task=t, model=m, fold=k)
             for t in self.tasks(cohort)
             for m in models
+            if model_has_task(m, t)
             for k in self.folds
         ]
 
     # ------------------------------------------------------------------ targets
 
     def targets(self, cohort: str) -> list[str]:
-        """Every final output of ``cohort`` (what `rule all` asks for)."""
-        out = [
-            self.path(layout.WSI_SUMMARY, cohort=cohort),
-            self.path(layout.QC_CONTACT_SHEET, cohort=cohort),
-            self.path(layout.SPLITS, cohort=cohort),
-        ]
-        if self.has_rna(cohort):
-            out.append(self.path(layout.RNA_H5AD, cohort=cohort))
+        """Every final output of ``cohort`` (what `rule all` asks for).
+
+        The WSI summary and contact sheet only for a cohort with slides; splits and RNA only for
+        a cohort that trains (not an external test cohort, whose page is its external report).
+        """
+        out = []
+        if self.has_slides(cohort):
+            out += [self.path(layout.WSI_SUMMARY, cohort=cohort),
+                    self.path(layout.QC_CONTACT_SHEET, cohort=cohort)]
+        if self.external_source(cohort) is None:
+            out.append(self.path(layout.SPLITS, cohort=cohort))
+            if self.has_rna(cohort):
+                out.append(self.path(layout.RNA_H5AD, cohort=cohort))
         out += self.fold_paths(cohort, layout.METRICS, self.report_models(cohort))
-        if self.report_models(cohort):
+        if self.report_models(cohort) or self.external_trained_models(cohort):
             out.append(self.path(layout.REPORT, cohort=cohort))
         return out
 
@@ -215,6 +290,13 @@ class Plan:
         (and a student's teacher inputs) of a training job, which trains all folds of a (cohort,
         task, model) in one process (duopath.training.run.run_folds_files)."""
         return [self.path(pattern, fold=k, **fields) for k in self.folds]
+
+    def external_trained_models(self, cohort: str) -> list[str]:
+        """The source's trained models an external test cohort is scored with ([]: not external)."""
+        source = self.external_source(cohort)
+        if source is None:
+            return []
+        return self.external_models(cohort, self.students(source) + self.baselines(source))
 
     def heatmap_dirs(self, cohort: str) -> list[str]:
         """The heatmaps folders the report of ``cohort`` waits for."""

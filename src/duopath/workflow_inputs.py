@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from duopath import layout
+from duopath.modalities import RNA, SLIDE, model_inputs
 from duopath.workflow import Plan
 
 
@@ -47,6 +48,13 @@ class RuleInputs:
 
         return _inputs
 
+    def model_features(self, wildcards: Any) -> list[str]:
+        """Every slide's feature store for a {model} that reads slides; none for one that does not
+        (an RNA-only cohort has no slides, and in a mixed one the SNN must not wait for them)."""
+        if SLIDE not in model_inputs(wildcards.model):
+            return []
+        return self.cohort_slides(layout.FEATURES)(wildcards)
+
     def features_dir(self, wildcards: Any) -> str:
         """The folder of the cohort's {slide}.zarr stores (the stores themselves are inputs)."""
         return self.plan.features_dir(wildcards.cohort)
@@ -73,10 +81,13 @@ class RuleInputs:
         """User gene-set files (GMT/CSV) as inputs, so editing one re-runs the rule."""
         return [s for s in self.cfg.rna.gene_sets if s != "hallmark"]
 
-    def rna_if_any(self, wildcards: Any) -> list[str]:
-        """The cohort's RNA file, when it has one (the slide-only baselines run without)."""
+    def model_rna(self, wildcards: Any) -> list[str]:
+        """The cohort's RNA file for a {model} that reads RNA, when the cohort has one (the
+        slide-only baselines run without)."""
         cohort = wildcards.cohort
-        return [self.plan.path(layout.RNA_H5AD, cohort=cohort)] if self.plan.has_rna(cohort) else []
+        if RNA not in model_inputs(wildcards.model) or not self.plan.has_rna(cohort):
+            return []
+        return [self.plan.path(layout.RNA_H5AD, cohort=cohort)]
 
     def teacher_rna(self, wildcards: Any) -> list[str]:
         """The RNA file for a teacher's heatmaps (its genes); a student needs none."""
@@ -130,6 +141,16 @@ class RuleInputs:
 
         return _inputs
 
+    def wsi_summary(self, wildcards: Any) -> list[str]:
+        """The cohort's WSI summary for its report; none for an RNA-only cohort (no slides)."""
+        cohort = wildcards.cohort
+        return [self.plan.path(layout.WSI_SUMMARY, cohort=cohort)] if self.plan.has_slides(cohort) else []
+
+    @staticmethod
+    def wsi_summary_arg(wildcards: Any, input: Any) -> str:
+        """``--wsi-summary FILE`` when the report has one, else nothing."""
+        return f"--wsi-summary {shlex.quote(input.wsi_summary[0])}" if input.wsi_summary else ""
+
     def heatmap_dirs(self, wildcards: Any) -> list[str]:
         return self.plan.heatmap_dirs(wildcards.cohort)
 
@@ -150,3 +171,35 @@ class RuleInputs:
         """``--skipped 'model=reason'`` for every configured model the cohort's data does not allow."""
         why = self.plan.skipped_models(wildcards.cohort)
         return " ".join(f"--skipped {shlex.quote(f'{m}={r}')}" for m, r in why.items())
+
+    # ------------------------------------------------------------------ external test cohorts
+
+    def external_checkpoints(self, wildcards: Any) -> list[str]:
+        """Every fold's checkpoint of {model} trained on the source of the external {cohort}."""
+        source = self.plan.external_source(wildcards.cohort)
+        return [self.plan.path(layout.CHECKPOINT, cohort=source, task=wildcards.task,
+                               model=wildcards.model, fold=k) for k in self.plan.folds]
+
+    def external_source_file(self, pattern: str) -> Callable[[Any], str]:
+        """Input function: ``pattern`` of the source cohort of the external {cohort}."""
+
+        def _input(wildcards: Any) -> str:
+            return self.plan.path(pattern, cohort=self.plan.external_source(wildcards.cohort))
+
+        return _input
+
+    def external_metrics(self, wildcards: Any) -> list[str]:
+        """metrics.json of every task and source model the external {cohort} is scored with."""
+        c = wildcards.cohort
+        return [self.plan.path(layout.EXTERNAL_METRICS, cohort=c, task=t, model=m)
+                for t in self.plan.tasks(c) for m in self.plan.external_trained_models(c)]
+
+    @staticmethod
+    def checkpoint_args(wildcards: Any, input: Any) -> str:
+        """``--checkpoint C`` per fold, quoted."""
+        return " ".join(f"--checkpoint {shlex.quote(c)}" for c in input.checkpoints)
+
+    @staticmethod
+    def metrics_args(wildcards: Any, input: Any) -> str:
+        """``--metrics M`` per input metrics file, quoted."""
+        return " ".join(f"--metrics {shlex.quote(m)}" for m in input.metrics)

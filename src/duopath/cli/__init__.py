@@ -2,12 +2,13 @@
 
 One module per stage group -- :mod:`~duopath.cli.cohort` (validate, demo, sheet, splits, config schema),
 :mod:`~duopath.cli.slides` (segment, tile, embed, wsi-summary, encoders), :mod:`~duopath.cli.rna`,
-:mod:`~duopath.cli.training` (train, train-student), :mod:`~duopath.cli.inference` (predict),
-:mod:`~duopath.cli.report` (evaluate, heatmaps, report, contact-sheet) -- and one set of shared
-options and one error helper (:mod:`~duopath.cli.options`). Stage settings travel as the JSON of
-their pydantic config section (``--settings``), so a rule passes exactly what was validated and a
-settings change re-runs the rule. Heavy imports (torch, scanpy, tiatoolbox) happen inside the
-commands, so ``duopath --help`` is instant.
+:mod:`~duopath.cli.training` (train, train-student, coxnet), :mod:`~duopath.cli.external` (external),
+:mod:`~duopath.cli.inference` (predict), :mod:`~duopath.cli.report` (evaluate, heatmaps, report,
+contact-sheet, external-report) -- and one set of shared options and one error helper
+(:mod:`~duopath.cli.options`). Stage settings travel as the JSON of their pydantic config section
+(``--settings``), so a rule passes exactly what was validated and a settings change re-runs the
+rule. Heavy imports (torch, scanpy, tiatoolbox) happen inside the commands, so ``duopath --help``
+is instant.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from duopath.cli import cohort, inference, report, rna, slides, training
+from duopath.cli import cohort, external, inference, report, rna, slides, training
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="duopath: WSI + RNA-seq disentangled multi-modal pipeline steps.")
@@ -56,7 +57,10 @@ COMMANDS = {
     "rna": rna.rna,
     "train": training.train,
     "train-student": training.train_student,
+    "coxnet": training.coxnet,
     "predict": inference.predict,
+    "external": external.external,
+    "external-report": report.external_report,
     "evaluate": report.evaluate,
     "heatmaps": report.heatmaps,
     "report": report.report,

@@ -249,3 +249,21 @@ def contact_sheet(
         write_contact_sheet(wsi_summary, images, out)
     except ValueError as err:
         fail(err)
+
+
+def external_report(
+    metrics: Annotated[list[Path], typer.Option("--metrics", help="results/{cohort}/external/{task}/"
+                                                "{model}/metrics.json (repeat)")],
+    cohort: Annotated[str, typer.Option("--cohort", help="the external cohort")],
+    source: Annotated[str, typer.Option("--source", help="the cohort the models were trained on")],
+    table_out: Annotated[Path, typer.Option("--table-out", help="results/{cohort}/external.csv")],
+    out: Annotated[Path, typer.Option("--out", help="results/{cohort}/report.html")],
+) -> None:
+    """The external-validation table and page of an external test cohort."""
+    from duopath.io import write_table, write_text
+    from duopath.report.external import external_page, external_table
+
+    runs = [json.loads(path.read_text()) for path in metrics]
+    table = external_table(runs)
+    write_table(table_out, table)
+    write_text(out, external_page(cohort, source, table, runs))

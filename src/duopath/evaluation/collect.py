@@ -61,6 +61,7 @@ from duopath.evaluation.metrics import (
 from duopath.evaluation.result import MetricResult, undefined
 from duopath.io import write_table
 from duopath.layout import FOLD_FILES, TASKS
+from duopath.modalities import model_has_task
 
 log = logging.getLogger(__name__)
 
@@ -533,8 +534,9 @@ def evaluate_cohort(
 
     ``models``: main model first (the reference of every comparison); default: the model
     directories found, sorted (then the reference is simply the first name). ``tasks``: default
-    the task directories present. A model missing from one task is an error (the lists come
-    from the DAG, so a gap means a wiring bug).
+    the task directories present. A model missing from one of its tasks is an error (the lists
+    come from the DAG, so a gap means a wiring bug); a model without a task
+    (``duopath.modalities.MODEL_TASKS``) is not looked for there.
     """
     results_dir = Path(results_dir)
     tasks = list(tasks) if tasks else discover_tasks(results_dir)
@@ -551,7 +553,9 @@ def evaluate_cohort(
         if not model_list:
             raise ValueError(f"no model results under {results_dir}")
         log.info("models found (reference = first): %s", model_list)
-    runs = {t: load_runs(results_dir, t, model_list, tables.folds) for t in tasks}
+    # a model defined for some tasks only (CoxNet: survival) is scored on those
+    runs = {t: load_runs(results_dir, t, [m for m in model_list if model_has_task(m, t)], tables.folds)
+            for t in tasks}
     metrics = metrics_table(runs, tables)
     return Evaluation(
         models=model_list,

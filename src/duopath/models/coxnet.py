@@ -52,6 +52,7 @@ class CoxnetFit:
     inner_c: np.ndarray  # mean inner-CV Harrell's C per alpha (NaN where undefined)
     n_nonzero: int
     genes: list[str] = field(default_factory=list)
+    selection: str = "inner_cv"  # or "fallback_first_nonzero" (inner CV undefined everywhere)
 
     def risk(self, x: ArrayLike) -> np.ndarray:
         """Linear predictor (higher = worse prognosis)."""
@@ -69,7 +70,7 @@ class CoxnetFit:
 
     def summary(self) -> dict:
         return {"alpha": self.alpha, "l1_ratio": self.l1_ratio, "n_nonzero": self.n_nonzero,
-                "n_genes": len(self.genes)}
+                "n_genes": len(self.genes), "alpha_selection": self.selection}
 
 
 def _structured(time: np.ndarray, event: np.ndarray) -> np.ndarray:
@@ -127,14 +128,29 @@ def fit_coxnet(
             risk = x[held_idx] @ path.coef_[:, j]
             if np.ptp(risk) == 0:
                 continue  # an all-zero model ranks no one: C undefined, not 0.5
-            scores[i, j] = concordance_index_censored(e[held_idx], t[held_idx], risk)[0]
+            try:
+                scores[i, j] = concordance_index_censored(e[held_idx], t[held_idx], risk)[0]
+            except ValueError:  # no comparable pair in this small held-out part: C undefined
+                continue
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (too-strong alphas)
         mean_c = np.nanmean(scores, axis=0)
+    selection = "inner_cv"
     if np.isnan(mean_c).all():
-        raise ValueError("CoxNet: no alpha gave a defined inner-CV C-index (no signal at all?)")
-    best = float(np.nanmax(mean_c))
-    pick = int(np.flatnonzero(mean_c >= best - 1e-12)[0])  # alphas descend: first = strongest
+        # Tiny training sets (a handful of patients per inner part) leave C undefined at every
+        # alpha. Rather than fail the fold, take the strongest penalty that keeps a gene (the
+        # first alpha of the descending path with a non-zero coefficient) and say so.
+        full = _path(x, y, alphas, l1_ratio)
+        nonzero = np.flatnonzero(np.any(full.coef_ != 0, axis=0))
+        if not nonzero.size:
+            raise ValueError("CoxNet: no alpha gave a defined inner-CV C-index and every alpha "
+                             "leaves all coefficients at zero (no signal at all?)")
+        pick, best, selection = int(nonzero[0]), float("nan"), "fallback_first_nonzero"
+        log.warning("CoxNet: inner-CV C undefined at every alpha (%d training patients, %d events): "
+                    "using the strongest penalty that keeps a gene", x.shape[0], int(e.sum()))
+    else:
+        best = float(np.nanmax(mean_c))
+        pick = int(np.flatnonzero(mean_c >= best - 1e-12)[0])  # alphas descend: first = strongest
     alpha = float(alphas[pick])
     model = CoxnetSurvivalAnalysis(l1_ratio=l1_ratio, alphas=[alpha], fit_baseline_model=True,
                                    max_iter=100_000)
@@ -144,7 +160,7 @@ def fit_coxnet(
     n_nonzero = int(np.count_nonzero(model.coef_[:, 0]))
     log.info("CoxNet: alpha %.4g (inner-CV C %.3f, %d of %d genes non-zero)", alpha, best,
              n_nonzero, x.shape[1])
-    return CoxnetFit(model, alpha, l1_ratio, alphas, mean_c, n_nonzero, list(genes))
+    return CoxnetFit(model, alpha, l1_ratio, alphas, mean_c, n_nonzero, list(genes), selection)
 
 
 def rna_features(adata, train: Sequence[str], held_out: Sequence[str],

@@ -54,6 +54,7 @@ from duopath.report.html_parts import (
     metric_label,
     table,
 )
+from duopath.report.model_patients import model_patients_table
 from duopath.report.paired import paired_section
 
 log = logging.getLogger(__name__)
@@ -438,6 +439,7 @@ def task_section(inp: ReportInputs, task: str) -> str:
         "Mean ± standard deviation over the outer folds; best mean in <b>bold</b>; hover "
         "an n/a for its reason.</p>",
         comparison_table(inp, task, models),
+        model_patients_table(inp, task),
         plots_section(inp, task),
         ablation_table(inp, task),
         paired_section(inp, task),

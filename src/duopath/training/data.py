@@ -293,7 +293,7 @@ class BagStore:
             if usable:
                 self.slides[pid] = tuple(usable)
             else:
-                self.excluded[pid] = "no usable slide"
+                self.excluded[pid] = "no usable slide" if group else "no slide"
                 log.warning("patient %s has no usable slide: left out of WSI models", pid)
 
     @property

@@ -30,6 +30,7 @@ from duopath.training.batch import Sample
 from duopath.training.data import BagStore, DataError
 from duopath.training.genes import FoldGenes, fold_genes, no_genes
 from duopath.training.losses import assign_bins, class_weights, fit_time_bins
+from duopath.training.slide_free import SlideFreeStore
 from duopath.training.splits import ROLES
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,15 @@ def load_inputs(
     features_dir: Path | str,
     magnifications: Sequence[str],
     cache_bytes: float,
+    slides: bool = True,
 ) -> CohortInputs:
     """Read the canonical sheet, the split table, the RNA (``None``: a cohort without RNA) and
-    open the feature stores of ``magnifications`` (coarse to fine)."""
+    open the feature stores of ``magnifications`` (coarse to fine).
+
+    ``slides`` False: a model without histology input (the SNN) -- no feature store is opened
+    (:class:`~duopath.training.slide_free.SlideFreeStore`), so it runs on RNA-only cohorts and
+    keeps RNA patients whose slide is missing or failed.
+    """
     import anndata as ad
 
     sheet_df = read_canonical_sheet(sheet)
@@ -65,7 +72,12 @@ def load_inputs(
         if not Path(rna).exists():
             raise DataError(f"RNA file {rna} does not exist (run the rna stage first)")
         adata = ad.read_h5ad(rna)
-    slides_by_patient = {str(p): list(g["slide_id"]) for p, g in sheet_df.groupby("patient_id", sort=True)}
+    if not slides:
+        store = SlideFreeStore(sheet_df["patient_id"].astype(str).unique(), magnifications)
+        return CohortInputs(sheet=sheet_df, splits=splits_df, adata=adata, store=store)
+    # rows of RNA-only patients name no slide: such a patient is left out as "no slide"
+    slides_by_patient = {str(p): [s for s in g["slide_id"] if s]
+                         for p, g in sheet_df.groupby("patient_id", sort=True)}
     store = BagStore(slides_by_patient, features_dir, magnifications, cache_bytes=cache_bytes)
     return CohortInputs(sheet=sheet_df, splits=splits_df, adata=adata, store=store)
 

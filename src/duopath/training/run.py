@@ -33,6 +33,7 @@ from duopath.config import BASELINE_MODELS, BaselinesConfig, StudentConfig, Teac
 from duopath.devices import resolve_device
 from duopath.inference.reference import training_reference
 from duopath.layout import FoldPaths
+from duopath.modalities import RNA, SLIDE, model_inputs
 from duopath.models import build_model
 from duopath.training.architectures import STUDENT_ARCH, baseline_arch, student_arch, teacher_arch
 from duopath.training.data import BagStore, DataError
@@ -315,8 +316,14 @@ def run_folds_files(
             raise ValueError(f"{spec.model} needs the teacher checkpoint of folds {missing}")
     if rna is None and spec.needs_rna:
         raise DataError(f"{spec.model} needs RNA (--rna): only slide-only baselines run without it")
+    reads = None  # teachers and students read both (a student: its teacher's RNA targets)
+    if spec.kind == "baseline":
+        reads = model_inputs(spec.model, missing_rna=spec.settings.missing_rna)
+    if reads is not None and RNA not in reads:
+        rna = None  # a slide-only baseline keeps every slide patient, with or without RNA
     inputs = load_inputs(sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
-                         magnifications=spec.magnifications, cache_bytes=spec.settings.feature_cache_gb * 1e9)
+                         magnifications=spec.magnifications, cache_bytes=spec.settings.feature_cache_gb * 1e9,
+                         slides=reads is None or SLIDE in reads)
     results = {}
     for target in targets:
         results[target.fold] = run_fold(spec, inputs, target.fold, task=task, seed=seed,

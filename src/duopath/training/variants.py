@@ -48,9 +48,12 @@ def variant_config(cfg: TeacherConfig, model: str, magnifications: Sequence[str]
     """
     mags = list(cfg.magnifications or magnifications)
     if model in BASELINE_MODELS:
-        # the teacher's protocol without its own losses: CGC and IGC act on T/E subspaces
-        return cfg.model_copy(update={"magnifications": mags, "cgc": False, "igc": "none",
-                                      "rna_mean": False})
+        # the teacher's protocol without its own losses: CGC and IGC act on T/E subspaces.
+        # An RNA-only baseline never imputes RNA (a patient without it has no input at all).
+        updates = {"magnifications": mags, "cgc": False, "igc": "none", "rna_mean": False}
+        if BASELINE_MODELS[model] == "rna":
+            updates["missing_rna"] = "exclude"
+        return cfg.model_copy(update=updates)
     unknown = [m for m in mags if m not in magnifications]
     if unknown:
         raise ValueError(f"teacher.magnifications {unknown} are not tiled "
