@@ -55,6 +55,24 @@ def _inputs(
     return np.array([index[str(v)] for v in y], dtype=int), p, cls
 
 
+def _positive_index(cls: list[object], positive_class: object | None) -> int:
+    if positive_class is not None and len(cls) != 2:
+        raise ValueError("positive_class only applies to binary tasks")
+    if positive_class is None:
+        return 1
+    if str(positive_class) in [str(c) for c in cls]:
+        return [str(c) for c in cls].index(str(positive_class))
+    raise ValueError(f"positive_class {positive_class!r} is not among {cls}")
+
+
+def classification_inputs(
+    y_true: ArrayLike, proba: ArrayLike, classes: Sequence[object] | None, positive_class: object | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validated (class-index labels, probabilities, positive column) as the metrics use them."""
+    y, p, cls = _inputs(y_true, proba, classes)
+    return y, p, _positive_index(cls, positive_class)
+
+
 def _auc(y: np.ndarray, p: np.ndarray, cls: list[object], pos: int) -> MetricResult:
     counts = np.bincount(y, minlength=len(cls))
     if len(cls) == 2:
@@ -78,14 +96,7 @@ def classification_metrics(
     """
     y, p, cls = _inputs(y_true, proba, classes)
     n_cls = len(cls)
-    if positive_class is not None and n_cls != 2:
-        raise ValueError("positive_class only applies to binary tasks")
-    if positive_class is None:
-        pos = 1
-    elif str(positive_class) in [str(c) for c in cls]:
-        pos = [str(c) for c in cls].index(str(positive_class))
-    else:
-        raise ValueError(f"positive_class {positive_class!r} is not among {cls}")
+    pos = _positive_index(cls, positive_class)
     if y.size == 0:
         return {m: undefined(m, "empty test fold") for m in CLASSIFICATION_METRICS}
 

@@ -212,6 +212,30 @@ class BootstrapDifference:
 PooledMetric = Callable[[pd.DataFrame], MetricResult]
 
 
+def _replicate_differences(
+    a: pd.DataFrame, b: pd.DataFrame, metric: PooledMetric, n_boot: int, seed: int
+) -> np.ndarray:
+    """metric(A) - metric(B) on ``n_boot`` paired resamples (NaN where either is undefined).
+
+    The resamples are the same seeded row draws either way; a metric with pair sums
+    (``metric.pairs``, :mod:`duopath.evaluation.pairwise`) scores all of them at once, any
+    other metric is re-run on each resampled frame.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(a)
+    draws = np.stack([rng.integers(0, n, n) for _ in range(n_boot)])
+    pairs = getattr(metric, "pairs", None)
+    if pairs is not None:
+        return pairs(a).bootstrap(draws) - pairs(b).bootstrap(draws)
+    diffs = np.full(n_boot, np.nan)
+    with quiet_undefined():
+        for i, idx in enumerate(draws):
+            ra, rb = metric(a.iloc[idx]), metric(b.iloc[idx])
+            if ra.ok and rb.ok:
+                diffs[i] = ra.value - rb.value
+    return diffs
+
+
 def bootstrap_pooled_difference(
     pred_a: pd.DataFrame,
     pred_b: pd.DataFrame,
@@ -257,15 +281,7 @@ def bootstrap_pooled_difference(
         return BootstrapDifference(
             value_a, value_b, undefined("pooled difference", why), nan, nan, level, n_boot, 0, seed
         )
-    rng = np.random.default_rng(seed)
-    n = len(a)
-    diffs = np.full(n_boot, np.nan)
-    with quiet_undefined():
-        for i in range(n_boot):
-            idx = rng.integers(0, n, n)
-            ra, rb = metric(a.iloc[idx]), metric(b.iloc[idx])
-            if ra.ok and rb.ok:
-                diffs[i] = ra.value - rb.value
+    diffs = _replicate_differences(a, b, metric, n_boot, seed)
     valid = diffs[~np.isnan(diffs)]
     if valid.size < n_boot:
         logger.warning("bootstrap: %d of %d replicates undefined and skipped", n_boot - valid.size, n_boot)

@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from duopath.evaluation.classification import CLASSIFICATION_METRICS, classification_metrics
+from duopath.evaluation.classification import (
+    CLASSIFICATION_METRICS,
+    classification_inputs,
+    classification_metrics,
+)
 from duopath.evaluation.curves import SurvivalCurve
+from duopath.evaluation.pairwise import PairwiseRatios, auc_pairs, harrell_pairs
 from duopath.evaluation.result import MetricResult, undefined
 from duopath.evaluation.survival import (
     harrell_c,
@@ -126,16 +132,38 @@ def evaluate_classification_predictions(
 # --------------------------------------------------------------------------- pooled metrics
 
 
-def pooled_harrell_c(pred: pd.DataFrame) -> MetricResult:
-    """Harrell's C over concatenated out-of-fold predictions (for the paired bootstrap)."""
+@dataclass(frozen=True)
+class PooledMetric:
+    """A pooled metric: ``frame -> MetricResult``, plus its pair sums when it is a rank metric.
+
+    ``pairs`` (frame -> :class:`~duopath.evaluation.pairwise.PairwiseRatios`) lets the paired
+    bootstrap score a resample with two matrix products instead of re-running the metric on a
+    resampled frame; the observed value always comes from ``score``, the reference code.
+    """
+
+    score: Callable[[pd.DataFrame], MetricResult]
+    pairs: Callable[[pd.DataFrame], PairwiseRatios] | None = None
+
+    def __call__(self, pred: pd.DataFrame) -> MetricResult:
+        return self.score(pred)
+
+
+def _harrell(pred: pd.DataFrame) -> MetricResult:
     _require(pred, ("risk", "time", "event"))
     return harrell_c(pred["time"].to_numpy(float), pred["event"].to_numpy(), pred["risk"].to_numpy(float))
 
 
-def pooled_classification_metric(
-    name: str, positive_class: object | None = None
-) -> Callable[[pd.DataFrame], MetricResult]:
-    """A frame -> MetricResult callable for one classification metric (e.g. ``"auc"``)."""
+def _harrell_pairs(pred: pd.DataFrame) -> PairwiseRatios:
+    _require(pred, ("risk", "time", "event"))
+    return harrell_pairs(pred["time"].to_numpy(float), pred["event"].to_numpy(), pred["risk"].to_numpy(float))
+
+
+#: Harrell's C over concatenated out-of-fold predictions (for the paired bootstrap).
+pooled_harrell_c = PooledMetric(_harrell, _harrell_pairs)
+
+
+def pooled_classification_metric(name: str, positive_class: object | None = None) -> PooledMetric:
+    """A :class:`PooledMetric` for one classification metric (e.g. ``"auc"``; AUC has pair sums)."""
 
     if name not in CLASSIFICATION_METRICS:
         raise ValueError(f"unknown classification metric {name!r}; choose from {CLASSIFICATION_METRICS}")
@@ -143,4 +171,11 @@ def pooled_classification_metric(
     def metric(pred: pd.DataFrame) -> MetricResult:
         return evaluate_classification_predictions(pred, positive_class)[name]
 
-    return metric
+    def pairs(pred: pd.DataFrame) -> PairwiseRatios:
+        _require(pred, ("label",))
+        cols, classes = probability_columns(pred)
+        y, p, pos = classification_inputs(pred["label"].to_numpy(), pred[cols].to_numpy(float),
+                                          classes, positive_class)
+        return auc_pairs(y, p, pos)
+
+    return PooledMetric(metric, pairs if name == "auc" else None)
