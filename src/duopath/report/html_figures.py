@@ -21,7 +21,7 @@ from duopath.report.html_parts import (
     METRIC_LABELS,
     esc,
     figure_html,
-    image_file_png,
+    image_file_jpeg,
     image_html,
 )
 
@@ -178,14 +178,14 @@ def heatmap_section(inp: ReportInputs, task: str) -> str:
         for r, e in picked:
             path = r.directory / "heatmaps" / e["file"]
             try:
-                png = image_file_png(path, HEATMAP_SIDE, palette=True)
+                jpeg = image_file_jpeg(path, HEATMAP_SIDE)
             except OSError as err:  # an unreadable picture is reported, not fatal for the report
                 log.warning("heatmap %s unreadable: %s", path, err)
                 figs.append(f"<p class=na>{esc(model)} fold {r.fold}: {esc(path.name)} unreadable "
                             f"({esc(err)})</p>")
                 continue
-            figs.append(image_html(png, _heatmap_caption(model, r.fold, e),
-                                   f"heatmap {model} {path.stem}"))
+            figs.append(image_html(jpeg, _heatmap_caption(model, r.fold, e),
+                                   f"heatmap {model} {path.stem}", mime="image/jpeg"))
     if not found:
         body = ("<p class=muted>No heatmap figures yet (no heatmaps.json under the models' fold "
                 "directories).</p>")
