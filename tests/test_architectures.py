@@ -1,10 +1,12 @@
 """Typed model architectures: derived from the config in one place, stored as JSON, rebuilt.
 
-What must hold: every hyper-parameter of an architecture is a config field of the same name and
-default (so a new one is declared once per side and copied by name, never listed by hand); a field
-no config section has is refused; the JSON a checkpoint stores rebuilds the same architecture and,
-through a real checkpoint file, the same model; constructors refuse an architecture of another
-family; the shared multi-expert base gives every model the same expert names and heads."""
+What must hold: every hyper-parameter of an architecture is declared ONCE, as an ``Arch`` field of
+its config section, whose name, type and default the architecture takes (a field declared in
+the config alone reaches the model; one declared twice is refused; a field no config section has
+is refused); the JSON a checkpoint stores rebuilds the same architecture and, through a real
+checkpoint file, the same model, including checkpoints written before the architectures were
+derived from the config; constructors refuse an architecture of another family; the shared
+multi-expert base gives every model the same expert names and heads."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from pydantic import Field
 
-from duopath.checkpoints import load_model, save_checkpoint
+from duopath.checkpoints import load_model, read_checkpoint, save_checkpoint
 from duopath.config import BaselinesConfig, StudentConfig, TeacherConfig
+from duopath.config_base import Arch, architecture_fields
 from duopath.models import (
     BASELINES,
     MODELS,
@@ -29,12 +33,13 @@ from duopath.models import (
     TeacherArch,
     build_model,
 )
-from duopath.models.arch import DATA_FIELDS
+from duopath.models.arch import DATA_FIELDS, SHARED_HYPER_PARAMETERS, configured_by
 from duopath.training.architectures import baseline_arch, from_config, student_arch, teacher_arch
 
 MAGS = ("10x", "20x")
 SECTIONS = {TeacherArch: (TeacherConfig,), StudentArch: (StudentConfig,),
             BaselineArch: (BaselinesConfig, TeacherConfig)}
+OLD_CHECKPOINTS = Path(__file__).parent / "data" / "checkpoints_v2"
 
 
 def fold(task: str = "survival") -> SimpleNamespace:
@@ -45,17 +50,60 @@ def fold(task: str = "survival") -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("arch", list(SECTIONS))
-def test_hyper_parameters_are_config_fields_with_the_same_default(arch: type) -> None:
-    sections = SECTIONS[arch]
+def test_hyper_parameters_are_the_config_arch_fields(arch: type) -> None:
+    """The architecture's hyper-parameters are its section's ``Arch`` fields (the shared ones the
+    section lacks from the next section), with the config's defaults; the student's width alone is
+    resolved (null in the config = the teacher's)."""
+    primary, *rest = SECTIONS[arch]
+    expected = dict.fromkeys(architecture_fields(primary), primary)
+    for name in SHARED_HYPER_PARAMETERS:
+        owner = next((s for s in rest if name in architecture_fields(s)), None)
+        if name not in expected and owner is not None:
+            expected[name] = owner
+    resolved = {"dim"} if arch is StudentArch else set()
+    assert set(arch.hyper_parameters()) == set(expected) | resolved
+    assert not set(arch.hyper_parameters()) & DATA_FIELDS
+    assert dict(arch.config_sources) == expected
     defaults = {f.name: f.default for f in dataclasses.fields(arch)}
-    assert set(arch.hyper_parameters()) == set(defaults) - DATA_FIELDS
-    for name in arch.hyper_parameters():
-        owner = next((s for s in sections if name in s.model_fields), None)
-        assert owner is not None, f"{arch.__name__}.{name} has no config field"
-        if (arch, name) == (StudentArch, "dim"):  # null in the config: the teacher's width
-            assert owner.model_fields[name].default is None
-            continue
-        assert owner.model_fields[name].default == defaults[name], f"{arch.__name__}.{name}"
+    for name, section in expected.items():
+        assert section.model_fields[name].default == defaults[name], f"{arch.__name__}.{name}"
+    assert StudentConfig.model_fields["dim"].default is None
+
+
+def test_a_hyper_parameter_declared_once_in_the_config_reaches_the_model(tmp_path: Path) -> None:
+    """One ``Arch`` field in a config section is all a new hyper-parameter needs: the family's
+    architecture has it with the config's default, ``from_config`` copies the configured value,
+    the model constructor receives it and the checkpoint JSON keeps it."""
+
+    class KnobConfig(TeacherConfig):
+        knob: Arch[int] = Field(3, ge=1, description="a new teacher hyper-parameter")
+        not_arch: int = 7  # a config field without the marker is no architecture field
+
+    @configured_by(KnobConfig)
+    class KnobArch(TeacherArch):
+        pass
+
+    class KnobTeacher(Teacher):
+        arch_type = KnobArch
+
+        def __init__(self, arch: KnobArch) -> None:
+            super().__init__(arch)
+            self.knob_seen = arch.knob
+
+    assert KnobArch(feature_dim=8, n_classes=4, n_genes_T=3, n_genes_E=2).knob == 3
+    assert "not_arch" not in KnobArch.hyper_parameters()
+    cfg = KnobConfig(knob=5, dim=8, n_heads=2, n_gene_tokens=2, gene_hidden=8, attention="cross")
+    arch = from_config(KnobArch, [cfg], feature_dim=8, n_classes=4, n_genes_T=3, n_genes_E=2,
+                       magnifications=MAGS)
+    model = KnobTeacher(arch)
+    assert model.knob_seen == 5 and model.arch.dim == 8
+    assert arch.to_json()["knob"] == 5 and KnobArch.from_json(arch.to_json()) == arch
+    assert list(arch.to_json())[-1] == "knob"  # appended: the existing JSON keys keep their order
+
+    with pytest.raises(TypeError, match=r"declares \['dim'\].*once, in the config"):
+        @configured_by(KnobConfig)
+        class Twice(TeacherArch):
+            dim: int = 8
 
 
 def test_from_config_copies_by_name_and_refuses_an_unconfigured_field() -> None:
@@ -123,3 +171,18 @@ def test_constructors_take_their_own_family_and_old_kwargs_fail_clearly() -> Non
     for name in BASELINES:
         with pytest.raises(TypeError, match="BaselineArch"):
             MODELS[name](student)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["teacher", "student", "abmil", "snn", "concat"])
+def test_checkpoints_written_before_the_config_derived_architectures_still_load(name: str) -> None:
+    """``tests/data/checkpoints_v2``: small checkpoints of every architecture family (slide, RNA
+    and fusion baselines), written by duopath 39c329f, before the architectures took their fields
+    from the config (issue 13). They rebuild the same model, and today's JSON of their
+    architecture is the stored one, key for key and in the same order."""
+    path = OLD_CHECKPOINTS / f"{name}.safetensors"
+    kind = "teacher" if name == "teacher" else "student" if name == "student" else "baseline"
+    stored = read_checkpoint(path, (kind,))
+    model, meta = load_model(path, (kind,))
+    assert list(model.arch.to_json().items()) == list(stored.meta["model_kwargs"].items())
+    assert type(model.arch) is MODELS[name].arch_type and meta["model_name"] == name
+    assert all(torch.equal(v, stored.state[k]) for k, v in model.state_dict().items())

@@ -340,3 +340,10 @@ def test_cli_through_typer(built: dict, tmp_path: Path) -> None:
                                   str(built["tmp"] / "samples.csv"), "--out",
                                   str(tmp_path / "x.h5ad")])
     assert missing.exit_code == 1 and "none.tsv does not exist" in missing.output
+    # the sheet is read by the one canonical reader (duopath.cohort): a raw sheet is refused
+    raw = tmp_path / "raw.csv"
+    built["sheet"].drop(columns="rna_sample_id").to_csv(raw, index=False)
+    raw_run = runner.invoke(app, ["rna", "--source", str(built["tmp"] / "rna_counts.tsv"),
+                                  "--sheet", str(raw), "--out", str(tmp_path / "r.h5ad")])
+    assert raw_run.exit_code == 1
+    assert "lacks column(s) ['rna_sample_id']" in raw_run.output and not (tmp_path / "r.h5ad").exists()

@@ -262,19 +262,24 @@ def _patient_disagreements(out: pd.DataFrame, lines: list[int], source: str,
     return problems
 
 
-def read_canonical_sheet(path: Path | str) -> pd.DataFrame:
+def read_canonical_sheet(
+    path: Path | str, *, required: tuple[str, ...] = ("slide_id",)
+) -> pd.DataFrame:
     """The canonical sample sheet ``duopath sheet`` wrote (``layout.SHEET``), one row per slide.
 
     The one reader of that file for every later stage: :data:`TEXT_COLUMNS` as stripped text
     ("" = unknown, never NaN, so an empty label can never become the class "nan"), ``time``,
-    ``event`` and ``mpp`` as numbers (NaN = unknown). Columns the file lacks are added empty.
+    ``event`` and ``mpp`` as numbers (NaN = unknown). Columns the file lacks are added empty,
+    except ``patient_id`` (every row needs one: everything downstream joins by it) and the
+    ``required`` ones, which a stage names when it reads others than the slides (the RNA build
+    needs ``rna_sample_id``, not ``slide_id``): their absence means a raw sheet was passed.
     """
     path = Path(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise SampleSheetError(f"{path}: cannot read the sample sheet: {err}") from None
-    missing = [c for c in ("patient_id", "slide_id") if c not in df.columns]
+    missing = [c for c in dict.fromkeys(("patient_id", *required)) if c not in df.columns]
     if missing:
         raise SampleSheetError(f"{path}: sample sheet lacks column(s) {missing}; pass the canonical "
                                "sheet (cohorts/{cohort}/samples.csv), not the raw one")
@@ -283,6 +288,10 @@ def read_canonical_sheet(path: Path | str) -> pd.DataFrame:
             df[col] = ""
     for col in TEXT_COLUMNS:
         df[col] = df[col].astype(str).str.strip()
+    empty = np.flatnonzero(df["patient_id"].to_numpy() == "")
+    if len(empty):
+        raise SampleSheetError(f"{path}, line {int(empty[0]) + 2}: empty patient_id; pass the "
+                               "canonical sheet (cohorts/{cohort}/samples.csv), not the raw one")
     for col in ("time", "event", "mpp"):
         text = df[col].astype(str).str.strip()
         df[col] = pd.to_numeric(text.where(text != ""), errors="coerce")

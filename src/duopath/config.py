@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from duopath.config_base import StrictModel
+from duopath.config_base import Arch, StrictModel
 from duopath.config_rna import TME_SETS as TME_SETS
 from duopath.config_rna import TUMOUR_SETS as TUMOUR_SETS
 from duopath.config_rna import RnaConfig
@@ -243,22 +243,22 @@ class TeacherConfig(StrictModel):
     magnification name such as ``10x`` (that magnification alone).
     """
 
-    # architecture (duopath.models.Teacher keyword arguments)
-    dim: int = Field(128, ge=4, description="d, width of tokens and subspace embeddings")
-    n_heads: int = Field(4, ge=1)
-    n_gene_tokens: int = Field(4, ge=1, description="tokens per gene group")
-    gene_hidden: int = Field(256, ge=4, description="SNN hidden width of the gene encoders")
-    attention: Literal["deformable", "cross"] = "deformable"
-    n_refs: int = Field(8, ge=1, description="deformable: reference tiles per gene token")
-    n_points: int = Field(4, ge=1, description="deformable: sampling points per reference/head")
-    n_interp: int = Field(4, ge=1, description="deformable: tiles interpolated per point")
-    max_offset_tiles: float = Field(2.0, gt=0, description="deformable: offset bound (tiles)")
-    gene_select_keys: Literal["own", "both"] = "own"
-    dropout: float = Field(0.25, ge=0, lt=1)
-    gating: Literal["max_confidence", "mean", "softmax"] = Field(
+    # architecture: the Arch[...] fields are TeacherArch's hyper-parameters (duopath.models.arch)
+    dim: Arch[int] = Field(128, ge=4, description="d, width of tokens and subspace embeddings")
+    n_heads: Arch[int] = Field(4, ge=1)
+    n_gene_tokens: Arch[int] = Field(4, ge=1, description="tokens per gene group")
+    gene_hidden: Arch[int] = Field(256, ge=4, description="SNN hidden width of the gene encoders")
+    attention: Arch[Literal["deformable", "cross"]] = "deformable"
+    n_refs: Arch[int] = Field(8, ge=1, description="deformable: reference tiles per gene token")
+    n_points: Arch[int] = Field(4, ge=1, description="deformable: sampling points per reference/head")
+    n_interp: Arch[int] = Field(4, ge=1, description="deformable: tiles interpolated per point")
+    max_offset_tiles: Arch[float] = Field(2.0, gt=0, description="deformable: offset bound (tiles)")
+    gene_select_keys: Arch[Literal["own", "both"]] = "own"
+    dropout: Arch[float] = Field(0.25, ge=0, lt=1)
+    gating: Arch[Literal["max_confidence", "mean", "softmax"]] = Field(
         "mean", description="dual-magnification gate; mean by default, not the reference's "
         "max_confidence, which scores patients with different experts' risk scales (README, bench)")
-    gating_temperature: float = Field(1.0, gt=0)
+    gating_temperature: Arch[float] = Field(1.0, gt=0)
     magnifications: list[str] | None = Field(
         None, description="magnifications used, coarse to fine; null = all of tiling"
     )
@@ -274,7 +274,7 @@ class TeacherConfig(StrictModel):
         "one", description="diagonal IGC: spread about 1 (default) or the paper's variance"
     )
     igc_divergence: Literal["js", "kl"] = "js"
-    disentangle: bool = Field(True, description="false: all genes in both subspaces")
+    disentangle: Arch[bool] = Field(True, description="false: all genes in both subspaces")
     rna_mean: bool = Field(False, description="replace RNA by its training mean (ablation)")
     # data
     max_tiles_train: int | None = Field(
@@ -320,17 +320,17 @@ class StudentConfig(StrictModel):
     """
 
     dim: int | None = Field(None, ge=4, description="d; null = the teacher's (required for SKD)")
-    n_heads: int = Field(4, ge=1)
-    tile_attention: Literal["knn", "full"] = Field("knn", description="local kNN or full attention")
-    n_neighbours: int = Field(9, ge=1, description="tiles per kNN attention neighbourhood")
-    n_prototypes: int = Field(2, ge=1, description="K ITA prototypes (2; 8, 32 as ablations)")
-    dpc_k: int = Field(5, ge=1, description="neighbours for the DPC-KNN density")
-    dropout: float = Field(0.25, ge=0, lt=1)
-    omega_clamp: float = Field(10.0, gt=0, description="bound on log ω")
-    gating: Literal["max_confidence", "mean", "softmax"] = Field(
+    n_heads: Arch[int] = Field(4, ge=1)
+    tile_attention: Arch[Literal["knn", "full"]] = Field("knn", description="local kNN or full attention")
+    n_neighbours: Arch[int] = Field(9, ge=1, description="tiles per kNN attention neighbourhood")
+    n_prototypes: Arch[int] = Field(2, ge=1, description="K ITA prototypes (2; 8, 32 as ablations)")
+    dpc_k: Arch[int] = Field(5, ge=1, description="neighbours for the DPC-KNN density")
+    dropout: Arch[float] = Field(0.25, ge=0, lt=1)
+    omega_clamp: Arch[float] = Field(10.0, gt=0, description="bound on log ω")
+    gating: Arch[Literal["max_confidence", "mean", "softmax"]] = Field(
         "max_confidence", description="dual-magnification gate (the reference's max_confidence: on "
         "the bench the mean gate helped the student on one cohort and hurt it on another; README)")
-    gating_temperature: float = Field(1.0, gt=0)
+    gating_temperature: Arch[float] = Field(1.0, gt=0)
     alpha: float = Field(0.01, ge=0, description="weight of KL(student, teacher logits)")
     beta: float = Field(0.01, ge=0, description="weight of MSE(student, teacher [X_R^T ; X_R^E])")
     temperature: float = Field(2.0, gt=0, description="KD temperature (KL scaled by T²)")
@@ -368,12 +368,12 @@ class BaselinesConfig(StrictModel):
         default_factory=lambda: list(BASELINE_MODELS),
         description=f"baselines to train, of {list(BASELINE_MODELS)}; [] = none",
     )
-    dim: int = Field(64, ge=4, description="embedding width")
-    n_heads: int = Field(2, ge=1)
-    n_layers: int = Field(2, ge=1, description="transformer layers of transmil and mcat")
-    n_gene_tokens: int = Field(4, ge=1, description="gene tokens per group (mcat)")
-    gene_hidden: int = Field(128, ge=4, description="SNN hidden width of the RNA branches")
-    dropout: float = Field(0.25, ge=0, lt=1)
+    dim: Arch[int] = Field(64, ge=4, description="embedding width")
+    n_heads: Arch[int] = Field(2, ge=1)
+    n_layers: Arch[int] = Field(2, ge=1, description="transformer layers of transmil and mcat")
+    gene_hidden: Arch[int] = Field(128, ge=4, description="SNN hidden width of the RNA branches")
+    n_gene_tokens: Arch[int] = Field(4, ge=1, description="gene tokens per group (mcat)")
+    dropout: Arch[float] = Field(0.25, ge=0, lt=1)
     coxnet: bool = Field(
         True, description="also fit the penalised Cox baseline (scikit-survival CoxNet, alpha by "
         "inner CV on the training patients) on the SNN's genes: survival tasks of cohorts with RNA"

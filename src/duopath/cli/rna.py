@@ -29,6 +29,7 @@ def rna(
     summary: Annotated[Path | None, typer.Option("--summary", help="text summary (.txt)")] = None,
 ) -> None:
     """Read RNA-seq, join it to the patients, normalise, build T/E gene groups and scores."""
+    from duopath.cohort import SampleSheetError
     from duopath.rna import RnaError
     from duopath.rna.build import build_rna, settings_from_json
 
@@ -38,6 +39,6 @@ def rna(
     try:
         cfg = settings_from_json(settings)
         build_rna(source, sheet, cfg, out, qc=qc, summary=summary)
-    except RnaError as err:
+    except (RnaError, SampleSheetError) as err:
         typer.echo(f"error: {err}", err=True)  # also on stderr when logging is not configured
         fail(err)

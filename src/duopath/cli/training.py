@@ -13,8 +13,9 @@ Heavy imports happen inside the functions so ``duopath --help`` stays instant.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +43,28 @@ def fold_targets(folds: list[int], out_dirs: list[Path], teachers: list[Path] | 
                                  "teacher checkpoint of every --fold, in the same order")
     return [FoldTarget(k, d, None if teachers is None else teachers[i])
             for i, (k, d) in enumerate(zip(folds, out_dirs, strict=True))]
+
+
+def run_model_folds(model: str, targets: list, spec: Mapping[str, Any], *, threads: int,
+                    **inputs: Any) -> None:
+    """What ``train`` and ``train-student`` share once their options are read: set the thread
+    count, make ``model``'s spec (``run.model_spec`` with ``spec``), train every fold of
+    ``targets`` (``run.run_folds_files`` with the cohort ``inputs``) and log each test score.
+
+    A data or setting problem ends the command with one error line (exit 1): DataError,
+    CheckpointError, GpuError and SampleSheetError are all ValueErrors.
+    """
+    from duopath.devices import set_threads
+    from duopath.training.run import model_spec, run_folds_files
+
+    set_threads(threads)
+    try:
+        made = model_spec(model, **spec)
+        metrics = run_folds_files(made, targets, **inputs)
+    except ValueError as err:
+        opt.fail(err)
+    for k, m in metrics.items():
+        log.info("%s fold %d: test %s", model, k, m["test"])
 
 
 def train(
@@ -72,26 +95,17 @@ def train(
 ) -> None:
     """Train one model on each given fold; write checkpoint, log, predictions and metrics per fold."""
     from duopath.config import BaselinesConfig, TeacherConfig
-    from duopath.devices import set_threads
-    from duopath.training.run import model_spec, run_folds_files
 
     opt.check_task(task)
     targets = fold_targets(fold, out_dir)
-    set_threads(threads)
     cfg = TeacherConfig.model_validate_json(settings)
     baselines = None
     if baseline_settings is not None:
         baselines = BaselinesConfig.model_validate_json(baseline_settings)
     mags = [m.strip() for m in magnifications.split(",") if m.strip()]
-    try:
-        spec = model_spec(model, teacher=cfg, baselines=baselines, tiled_magnifications=mags)
-        metrics = run_folds_files(spec, targets, sheet=sheet, splits=splits, rna=rna,
-                                  features_dir=features_dir, task=task, seed=seed, cohort=cohort,
-                                  progress=progress)
-    except ValueError as err:  # DataError, CheckpointError, GpuError, SampleSheetError are ValueErrors
-        opt.fail(err)
-    for k, m in metrics.items():
-        log.info("%s fold %d: test %s", model, k, m["test"])
+    run_model_folds(model, targets, {"teacher": cfg, "baselines": baselines, "tiled_magnifications": mags},
+                    threads=threads, sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
+                    task=task, seed=seed, cohort=cohort, progress=progress)
 
 
 def train_student(
@@ -114,26 +128,17 @@ def train_student(
 ) -> None:
     """Train the histology-only student (with or without SKD) on each given fold; write its outputs."""
     from duopath.config import StudentConfig
-    from duopath.devices import set_threads
-    from duopath.training.run import model_spec, run_folds_files
     from duopath.training.variants import STUDENT_MODELS
 
     opt.check_task(task)
     targets = fold_targets(fold, out_dir, teacher)
-    set_threads(threads)
     if model not in STUDENT_MODELS:
         raise typer.BadParameter(f"--model must be one of {STUDENT_MODELS}, got {model!r}")
     cfg = StudentConfig.model_validate_json(settings)
-    try:
-        # the magnifications come from a teacher checkpoint; each fold checks its own teacher's
-        spec = model_spec(model, student=cfg, teacher_checkpoint=teacher[0])
-        metrics = run_folds_files(spec, targets, sheet=sheet, splits=splits, rna=rna,
-                                  features_dir=features_dir, task=task, seed=seed, cohort=cohort,
-                                  progress=progress)
-    except ValueError as err:  # DataError, CheckpointError, GpuError are ValueErrors
-        opt.fail(err)
-    for k, m in metrics.items():
-        log.info("%s fold %d: test %s", model, k, m["test"])
+    # the magnifications come from a teacher checkpoint; each fold checks its own teacher's
+    run_model_folds(model, targets, {"student": cfg, "teacher_checkpoint": teacher[0]},
+                    threads=threads, sheet=sheet, splits=splits, rna=rna, features_dir=features_dir,
+                    task=task, seed=seed, cohort=cohort, progress=progress)
 
 
 def coxnet(

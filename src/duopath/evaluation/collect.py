@@ -110,7 +110,7 @@ _FOLD_DIR = re.compile(r"^fold(\d+)$")
 # --------------------------------------------------------------------------- one fold's outputs
 
 
-def _bin_edges(info: Mapping[str, Any], where: Path) -> np.ndarray | None:
+def time_bin_edges(info: Mapping[str, Any], where: Path) -> np.ndarray | None:
     """``time_bins`` of metrics.json as floats; the last edge is inf, which JSON writes as null."""
     raw = info.get("time_bins")
     if raw is None:
@@ -136,7 +136,7 @@ class FoldRun:
     @property
     def bin_edges(self) -> np.ndarray | None:
         """The fold's training time-bin edges (K+1, last = inf), for ``surv_<k>`` columns."""
-        return _bin_edges(self.info, self.directory / INFO_FILE)
+        return time_bin_edges(self.info, self.directory / INFO_FILE)
 
     @property
     def class_names(self) -> list[str] | None:

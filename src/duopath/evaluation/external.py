@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from duopath.evaluation.collect import _bin_edges
+from duopath.evaluation.collect import time_bin_edges
 from duopath.training.data import BagStore, DataError
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def external_predictions(
         samples = [Sample(p, np.zeros(0, np.float32), np.zeros(0, np.float32), 0,
                           float(outcomes.loc[p, "event"]), float(outcomes.loc[p, "time"]),
                           str(outcomes.loc[p, "label"])) for p in patients]
-        edges = _bin_edges(meta, Path(path))
+        edges = time_bin_edges(meta, Path(path))
         data = FoldData(fold=fold, task=task, samples={}, genes=no_genes([]), time_bins=edges,
                         class_names=meta.get("class_names"))
         with torch.no_grad():

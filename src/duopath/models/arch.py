@@ -3,16 +3,19 @@
 Why a value and not keyword arguments: a model's architecture must be stored with its weights
 (``duopath.checkpoints`` keeps :meth:`Architecture.to_json` as ``model_kwargs``) and rebuilt from
 that JSON without the config, and it is derived from the validated config by ONE function
-(``duopath.training.architectures``), which copies every hyper-parameter field below from the
-config section of the same name. So a new hyper-parameter is a field here plus its validated
-config field (``duopath.config``; a test checks the two agree on names and defaults): no key
-list to extend, no constructor signature to widen.
+(``duopath.training.architectures.from_config``).
+
+Why the hyper-parameters are not declared here: each is ONE config field, marked ``Arch[...]``
+in ``duopath.config`` (``dim: Arch[int] = Field(128, ge=4, description=...)``), and the family's
+class takes its name, type and default from there (:func:`configured_by`). A new hyper-parameter
+is that field (and its ``config.yaml`` value): no field here, no key list, no constructor
+signature to widen; the model reads it as ``self.arch.<name>``.
 
 Two kinds of fields:
 
-* data sizes, which come from the fold (:data:`DATA_FIELDS`): tile feature width, gene-group
-  sizes, classes or survival bins, task, magnifications, and the teacher's RNA-mean vectors;
-* hyper-parameters, which come from the config section.
+* data sizes, which come from the fold (:data:`DATA_FIELDS`), declared here: tile feature width,
+  gene-group sizes, classes or survival bins, task, magnifications, the teacher's RNA-mean vectors;
+* hyper-parameters, from the config section (their meaning: the config field descriptions).
 
 Each value checks itself when built (``__post_init__``), so a bad setting is refused with the
 same message whether it came from the config, a test or a checkpoint.
@@ -21,14 +24,20 @@ same message whether it came from the config, a test or a checkpoint.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from duopath.models.fusion import AttentionMode
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from duopath.config import BaselinesConfig, StudentConfig, TeacherConfig
+from duopath.config_base import architecture_fields
 from duopath.models.gating import check_head_args
 
-__all__ = ["DATA_FIELDS", "Architecture", "BaselineArch", "StudentArch", "TeacherArch"]
+__all__ = ["DATA_FIELDS", "Architecture", "BaselineArch", "StudentArch", "TeacherArch",
+           "configured_by"]
 
 DATA_FIELDS: frozenset[str] = frozenset(
     {"feature_dim", "n_genes_T", "n_genes_E", "n_classes", "task", "magnifications",
@@ -48,22 +57,26 @@ class Architecture:
         task: "survival" | "classification".
         magnifications: ordered, coarse to fine; one expert per magnification (the teacher's
             IGC pools finer onto the first).
-        dim: d, width of tokens and embeddings. n_heads: attention heads. dropout: in [0, 1).
-        gating: "max_confidence" | "mean" | "softmax"; gating_temperature (> 0) for "softmax".
+        dim, n_heads, dropout, gating, gating_temperature: the hyper-parameters every family
+            has (d, attention heads, dropout in [0, 1), the expert gate and its softmax
+            temperature); declared here for the shared checks, their defaults are each family's
+            config section's (:func:`configured_by`).
     """
 
     feature_dim: int
     n_classes: int
     task: str = "survival"
     magnifications: tuple[str, ...] = ("10x", "20x")
-    dim: int = 128
-    n_heads: int = 4
-    dropout: float = 0.25
-    gating: str = "max_confidence"
-    gating_temperature: float = 1.0
+    dim: int
+    n_heads: int
+    dropout: float
+    gating: str
+    gating_temperature: float
 
     _positive_ints: ClassVar[tuple[str, ...]] = ()
     """Further fields of a family that must be positive integers (checked with the shared ones)."""
+    config_sources: ClassVar[Mapping[str, type[BaseModel]]] = {}
+    """Hyper-parameter name -> the config section (class) it is read from (:func:`configured_by`)."""
 
     def __post_init__(self) -> None:
         # JSON gives lists; a frozen value holds tuples (hashable, equal after a round trip).
@@ -97,39 +110,74 @@ class Architecture:
         return tuple(f.name for f in dataclasses.fields(cls) if f.name not in DATA_FIELDS)
 
 
+SHARED_HYPER_PARAMETERS: tuple[str, ...] = Architecture.hyper_parameters()
+"""dim, n_heads, dropout, gating, gating_temperature: what every family reads from a section."""
+
+
+def configured_by(section: type[BaseModel], *shared_from: type[BaseModel]) -> Callable[[type[A]], type[A]]:
+    """Make the decorated class a frozen, keyword-only dataclass whose hyper-parameters are the
+    ``Arch[...]`` fields of ``section`` (name, type and default copied from the config field).
+
+    A shared hyper-parameter (:data:`SHARED_HYPER_PARAMETERS`) that ``section`` does not mark
+    comes from the first of ``shared_from`` that does (the baselines take the teacher's gate).
+    The class body declares only what the data gives, and fields whose value is resolved rather
+    than copied. Field order (= the checkpoint JSON's key order): the inherited fields, the
+    class's fields without a default, the section's new hyper-parameters in config order, then
+    the class's fields with a default.
+
+    Raises:
+        TypeError: a field declared both in the class body and as an ``Arch`` field of its
+            section (declare it once, in the config).
+    """
+
+    def make(cls: type[A]) -> type[A]:
+        sources = dict.fromkeys(architecture_fields(section), section)
+        for name in SHARED_HYPER_PARAMETERS:
+            if name not in sources:
+                owner = next((s for s in shared_from if name in architecture_fields(s)), None)
+                if owner is not None:
+                    sources[name] = owner
+        own = inspect.get_annotations(cls)  # the class body's own, not inherited
+        twice = sorted(set(own) & set(sources))
+        if twice:
+            owners = sorted({sources[n].__name__ for n in twice})
+            raise TypeError(f"{cls.__name__} declares {twice}, already Arch fields of {owners}: "
+                            "declare a hyper-parameter once, in the config")
+        config = {name: architecture_fields(src)[name] for name, src in sources.items()}
+        required = {n: t for n, t in own.items() if n not in cls.__dict__}
+        with_default = {n: t for n, t in own.items() if n in cls.__dict__}
+        cls.__annotations__ = {**required, **{n: f.annotation for n, f in config.items()},
+                               **with_default}
+        for name, info in config.items():
+            if info.default_factory is not None:
+                setattr(cls, name, dataclasses.field(default_factory=info.default_factory))
+            elif info.default is not PydanticUndefined:
+                setattr(cls, name, info.default)
+        made = dataclass(frozen=True, kw_only=True)(cls)
+        made.config_sources = {**getattr(made, "config_sources", {}), **sources}
+        return made
+
+    return make
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-@dataclass(frozen=True, kw_only=True)
+@configured_by(TeacherConfig)
 class TeacherArch(Architecture):
-    """The teacher's architecture (``duopath.models.teacher``).
+    """The teacher's architecture (``duopath.models.teacher``): the ``Arch`` fields of
+    ``TeacherConfig`` (attention mode, deformable sampling, gene tokens and selection keys,
+    ``disentangle`` ...) and the fold's sizes.
 
     Attributes:
-        n_genes_T / n_genes_E: gene-group sizes. n_gene_tokens: tokens per gene group.
-        gene_hidden: SNN hidden width of the gene encoders.
-        attention: "deformable" (default) or "cross" (masked SDPA over all tiles).
-        n_refs, n_points, n_interp, max_offset_tiles: deformable sampling (reference tiles per
-            query, points per reference and head, tiles interpolated per point, offset bound in
-            tile spacings).
-        gene_select_keys: "own" (the subspace's own gene tokens; needs n_gene_tokens >= 2) or
-            "both" (both groups' tokens): the selection layer never has a single key.
-        disentangle, rna_mean_T, rna_mean_E: ablations (``duopath.models.teacher`` docstring);
+        n_genes_T / n_genes_E: gene-group sizes.
+        rna_mean_T, rna_mean_E: the ``rna_mean`` ablation (``duopath.models.teacher`` docstring);
             the RNA means are the training split's, so they are data, stored with the weights.
     """
 
     n_genes_T: int  # noqa: N815 - T/E are the paper's subspace names
     n_genes_E: int  # noqa: N815
-    gating: str = "mean"  # TeacherConfig's default (the reference's max_confidence mixes risk scales)
-    n_gene_tokens: int = 4
-    gene_hidden: int = 256
-    attention: AttentionMode = "deformable"
-    n_refs: int = 8
-    n_points: int = 4
-    n_interp: int = 4
-    max_offset_tiles: float = 2.0
-    gene_select_keys: str = "own"
-    disentangle: bool = True
     rna_mean_T: tuple[float, ...] | None = None  # noqa: N815
     rna_mean_E: tuple[float, ...] | None = None  # noqa: N815
 
@@ -158,22 +206,18 @@ class TeacherArch(Architecture):
             self._set(f"rna_mean_{s}", vec)
 
 
-@dataclass(frozen=True, kw_only=True)
+@configured_by(StudentConfig)
 class StudentArch(Architecture):
-    """The student's architecture (``duopath.models.student``); ``dim`` must equal its teacher's.
+    """The student's architecture (``duopath.models.student``): the ``Arch`` fields of
+    ``StudentConfig`` (tile attention, kNN neighbourhood, ITA prototypes, DPC-KNN, ω clamp ...).
 
     Attributes:
-        tile_attention: "knn" (default, local on the real layout) or "full" (SDPA).
-        n_neighbours: tiles per kNN neighbourhood (itself included).
-        n_prototypes: K ITA prototypes (2 default; 8, 32 as in the paper's ablation).
-        dpc_k: neighbours for the DPC-KNN density. omega_clamp: bound on log ω.
+        dim: must equal its teacher's (SKD's MSE compares embeddings), so it is resolved by
+            ``training.architectures.student_arch`` (``student.dim: null`` = the teacher's), not
+            copied; the default is the teacher's default width.
     """
 
-    tile_attention: str = "knn"
-    n_neighbours: int = 9
-    n_prototypes: int = 2
-    dpc_k: int = 5
-    omega_clamp: float = 10.0
+    dim: int = TeacherConfig.model_fields["dim"].default
 
     _positive_ints: ClassVar[tuple[str, ...]] = ("n_neighbours",)
 
@@ -185,28 +229,22 @@ class StudentArch(Architecture):
             raise ValueError(f"tile_attention must be 'knn' or 'full', got {self.tile_attention!r}")
 
 
-@dataclass(frozen=True, kw_only=True)
+@configured_by(BaselinesConfig, TeacherConfig)
 class BaselineArch(Architecture):
-    """The comparison baselines' shared architecture (``duopath.models.baseline_common``).
+    """The comparison baselines' shared architecture (``duopath.models.baseline_common``): the
+    ``Arch`` fields of ``BaselinesConfig`` (smaller defaults than the teacher's; transformer
+    depth, SNN width, MCAT gene tokens) and the gate of ``TeacherConfig``, which the baselines
+    are compared under.
 
-    One value builds any baseline; fields a model does not use are still validated. Smaller
-    defaults than the teacher's (``dim``, ``n_heads``, ``gene_hidden``), as in ``BaselinesConfig``.
+    One value builds any baseline; fields a model does not use are still validated.
 
     Attributes:
         n_genes_T / n_genes_E: gene-group sizes (>= 1 for the RNA models, which the model
             checks; histology-only models ignore them).
-        n_layers: transformer depth (TransMIL, MCAT). gene_hidden: SNN hidden width.
-        n_gene_tokens: tokens per gene group (MCAT).
     """
 
     n_genes_T: int  # noqa: N815 - T/E are the paper's subspace names
     n_genes_E: int  # noqa: N815
-    dim: int = 64
-    n_heads: int = 2
-    gating: str = "mean"  # the teacher's gate, which the baselines are compared under
-    n_layers: int = 2
-    gene_hidden: int = 128
-    n_gene_tokens: int = 4
 
     _positive_ints: ClassVar[tuple[str, ...]] = ("n_layers", "gene_hidden", "n_gene_tokens")
 

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from duopath import __version__
+from duopath.cohort import read_canonical_sheet
 from duopath.config import RnaConfig
 from duopath.io import atomic_path, write_text
 from duopath.rna import RnaError
@@ -63,9 +64,6 @@ from duopath.rna.readers import RawRna, read_rna
 
 log = logging.getLogger(__name__)
 
-REQUIRED_SHEET_COLUMNS = ("patient_id", "rna_sample_id")
-
-
 @dataclass
 class BuildReport:
     """What happened, for the text summary and the tests."""
@@ -78,31 +76,6 @@ class BuildReport:
     empty_samples: list[str]
 
 
-def read_canonical_sheet(path: Path | str) -> pd.DataFrame:
-    """The canonical sample sheet CSV written by ``duopath sheet`` (one row per slide)."""
-    path = Path(path)
-    try:
-        sheet = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise RnaError(f"{path}: cannot read the sample sheet: {err}") from None
-    missing = [c for c in REQUIRED_SHEET_COLUMNS if c not in sheet.columns]
-    if missing:
-        raise RnaError(f"{path}: sample sheet lacks column(s) {missing}; pass the canonical "
-                       "sheet (cohorts/{cohort}/samples.csv), not the raw one")
-    for col in ("site", "label", "time", "event"):
-        if col not in sheet.columns:
-            sheet[col] = ""
-    for col in ("patient_id", "rna_sample_id", "site", "label"):
-        sheet[col] = sheet[col].astype(str).str.strip()
-    if (sheet["patient_id"] == "").any():
-        line = int(np.flatnonzero(sheet["patient_id"] == "")[0]) + 2
-        raise RnaError(f"{path}, line {line}: empty patient_id")
-    # The canonical sheet is validated upstream; "" (unknown) becomes NaN / <NA>.
-    sheet["time"] = pd.to_numeric(sheet["time"], errors="coerce")
-    sheet["event"] = pd.to_numeric(sheet["event"], errors="coerce").astype("Int64")
-    return sheet
-
-
 def build_rna(
     source: Path | str,
     sheet: Path | str,
@@ -112,7 +85,12 @@ def build_rna(
     qc: Path | str | None = None,
     summary: Path | str | None = None,
 ):
-    """Build and write the cohort's AnnData (contract in the module docstring); returns it."""
+    """Build and write the cohort's AnnData (contract in the module docstring); returns it.
+
+    Raises:
+        SampleSheetError: ``sheet`` is not a readable canonical sheet (``cohort.read_canonical_sheet``).
+        RnaError: the RNA input, gene sets or settings are unusable.
+    """
     import anndata as ad
 
     from duopath.rna.normalise import normalise, select_hvg
@@ -120,7 +98,7 @@ def build_rna(
 
     source = Path(source)
     log.info("RNA settings: %s", settings.model_dump_json())
-    sheet_df = read_canonical_sheet(sheet)
+    sheet_df = read_canonical_sheet(sheet, required=("rna_sample_id",))
     # Gene sets first: a typo in a set name or a bad GMT fails before a large input is read.
     sets = load_gene_sets(settings.gene_sets)
     gene_map = load_gene_map()

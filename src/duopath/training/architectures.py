@@ -1,11 +1,11 @@
 """The architecture each trained model is built from: config hyper-parameters + fold sizes.
 
-One function per model family, all through :func:`from_config`: every hyper-parameter field of
-the family's architecture (``duopath.models.arch``) is read from the config section(s) by its
-own name, so a new hyper-parameter needs no key list here. The data-dependent sizes (feature
-width, gene-group sizes, classes or survival bins, task, magnifications, the RNA-mean vectors)
-come from the fold. The result is stored in the checkpoint (``Architecture.to_json``), so a
-checkpoint rebuilds its model without the config.
+One function per model family, all through :func:`from_config`: every hyper-parameter of the
+family's architecture (``duopath.models.arch``, whose hyper-parameters ARE the ``Arch`` fields of
+its config section) is read from that section by its own name, so a new hyper-parameter needs no
+key list here. The data-dependent sizes (feature width, gene-group sizes, classes or survival
+bins, task, magnifications, the RNA-mean vectors) come from the fold. The result is stored in the
+checkpoint (``Architecture.to_json``), so a checkpoint rebuilds its model without the config.
 """
 
 from __future__ import annotations
@@ -29,19 +29,22 @@ A = TypeVar("A", bound=Architecture)
 
 def from_config(arch: type[A], sections: Sequence[BaseModel], **fixed: Any) -> A:
     """``arch`` with the values ``fixed`` by the caller (the data sizes, or a setting the caller
-    resolved) and every other hyper-parameter from the first of ``sections`` with a field of that
-    name.
+    resolved) and every other hyper-parameter from the one of ``sections`` that is its config
+    section (``arch.config_sources``: the teacher's gate for a baseline, say).
 
     Raises:
-        TypeError: a hyper-parameter no section configures (add it to ``duopath.config``).
+        TypeError: a hyper-parameter no config section declares (declare it as an ``Arch`` field
+            in ``duopath.config``), or whose section is not among ``sections``.
     """
     values = dict(fixed)
     for name in arch.hyper_parameters():
         if name in values:
             continue
-        section = next((s for s in sections if name in type(s).model_fields), None)
+        source = arch.config_sources.get(name)
+        section = next((s for s in sections if source is not None and isinstance(s, source)), None)
         if section is None:
-            raise TypeError(f"{arch.__name__}.{name} is set by no config section "
+            where = "no config section" if source is None else f"{source.__name__}, not given"
+            raise TypeError(f"{arch.__name__}.{name} is set by {where} "
                             f"({[type(s).__name__ for s in sections]})")
         values[name] = getattr(section, name)
     return arch(**values)
