@@ -20,6 +20,11 @@ minutes through the SAME code the DAG runs (``duopath.training.run.run_fold``, t
 * hazard ∝ exp(0.8 t − w e + f a) (Weibull; w = ``--hazard-e``, 0.8 by default), ~25 %
   censored; label = high grade when t + 0.5 e + f a exceeds its median.
 
+``--gates mean,max_confidence,validation`` trains the full teacher once per dual-magnification
+gate, as ``teacher@<gate>``, on the same cohorts, splits and seeds (the single-magnification
+ablations ``teacher_10x`` / ``teacher_20x`` are what a gate should match); the JSON keeps the
+weighting ``validation`` chose in each fold (``gate_weights``).
+
 ``--seeds N`` repeats everything on N independently drawn cohorts (new factors, prototypes,
 splits and training seeds), so paired comparisons rest on N × folds test folds; each paired
 line then carries a one-sided sign test and a Wilcoxon signed-rank p-value.
@@ -151,11 +156,20 @@ def write_store(path: Path, slide_id: str, tiles10: np.ndarray, f10: np.ndarray,
         write_feature_group(root, mag, rows, feats.astype(np.float16))
 
 
+def gate_pairs(gates: list[str]) -> list[tuple[str, str]]:
+    """The paired comparisons of ``--gates``: each gate against the later ones and against each
+    single-magnification teacher."""
+    names = [f"teacher@{g}" for g in gates]
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]] + [
+        (a, b) for a in names for b in ("teacher_10x", "teacher_20x")]
+
+
 def run_cohort(args: argparse.Namespace, seed: int, work: Path, wanted: list[str], teacher: TeacherConfig,
                student: StudentConfig, baselines: BaselinesConfig, metric: str):
-    """Draw (or reuse) one cohort in ``work`` and yield (model, test score) per fold and model."""
+    """Draw (or reuse) one cohort in ``work``; yield (model, test score, gate fit) per fold and model."""
     t0 = time.perf_counter()
-    if "teacher" in wanted or not (work / "samples.csv").exists():
+    gates = [g for g in args.gates.split(",") if g]
+    if "teacher" in wanted or gates or not (work / "samples.csv").exists():
         c = write_cohort(work, args.patients, seed, args.feature_noise, args.immune_contrast,
                          args.hazard_e, args.fine_signal)
     else:  # the same cohort again (students against the teachers already trained there)
@@ -173,16 +187,22 @@ def run_cohort(args: argparse.Namespace, seed: int, work: Path, wanted: list[str
         for model in [m for m in TEACHERS + BASELINES if m in wanted]:
             spec = model_spec(model, teacher=teacher, baselines=baselines, tiled_magnifications=MAGS)
             m = run_fold_files(spec, fold=k, out_dir=work / "results" / model / f"fold{k}", **common)
-            done[model] = m["test"][metric]
+            done[model] = m["test"][metric], m.get("gate_fit")
+        for gate in gates:
+            spec = model_spec("teacher", teacher=teacher.model_copy(update={"gating": gate}),
+                              baselines=baselines, tiled_magnifications=MAGS)
+            m = run_fold_files(spec, fold=k, out_dir=work / "results" / f"teacher@{gate}" / f"fold{k}", **common)
+            done[f"teacher@{gate}"] = m["test"][metric], m.get("gate_fit")
         for model in [m for m in STUDENTS if m in wanted]:
             teacher_ckpt = work / "results/teacher" / f"fold{k}" / FOLD_FILES["checkpoint"]
             spec = model_spec(model, student=student, teacher_checkpoint=teacher_ckpt)
             m = run_fold_files(spec, fold=k, out_dir=work / "results" / model / f"fold{k}",
                                teacher_checkpoint=teacher_ckpt, **common)
-            done[model] = m["test"][metric]
+            done[model] = m["test"][metric], m.get("gate_fit")
         log.info("seed %d fold %d done (%.0f s): %s", seed, k, time.perf_counter() - t0,
-                 {m: round(v, 3) for m, v in done.items()})
-        yield from done.items()
+                 {m: round(v[0], 3) for m, v in done.items()})
+        for model, (score, gate_fit) in done.items():
+            yield model, score, gate_fit
 
 
 def paired(a: list[float], b: list[float]) -> dict:
@@ -222,12 +242,16 @@ def main() -> None:
                     "the teacher's ablations and the baselines' protocol follow it")
     ap.add_argument("--student-settings", default="{}",
                     help="JSON merged into the config's student: section (e.g. a KD weight sweep)")
+    ap.add_argument("--gates", default="",
+                    help="comma list of dual-magnification gates (e.g. mean,max_confidence,validation): "
+                    "the teacher once per gate, as teacher@<gate>")
     ap.add_argument("--work", type=Path, default=Path("/tmp/duopath_planted"))
     ap.add_argument("--out", type=Path, default=None,
                     help="default: bench/results/planted_signal_{task}.json")
     args = ap.parse_args()
     tag = "" if args.immune_contrast == 1.0 else f"_contrast{args.immune_contrast:g}"
     tag += f"_fine{args.fine_signal:g}" if args.fine_signal else ""
+    tag += "_gates" if args.gates else ""
     args.out = args.out or REPO / f"bench/results/planted_signal_{args.task}{tag}.json"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("duopath", "duopath.training", "duopath.training.loop"):
@@ -246,14 +270,21 @@ def main() -> None:
     t0 = time.perf_counter()
     metric = "c_harrell" if args.task == "survival" else "auc"
     scores: dict[str, list[float]] = {}
+    gate_weights: dict[str, list[dict]] = {}
     for seed in range(args.seed, args.seed + args.seeds):
         work = args.work if args.seeds == 1 else args.work / f"seed{seed}"
-        for model, score in run_cohort(args, seed, work, wanted, teacher, student, baselines, metric):
+        for model, score, gate_fit in run_cohort(args, seed, work, wanted, teacher, student, baselines,
+                                                 metric):
             scores.setdefault(model, []).append(score)
+            if gate_fit is not None and len(gate_fit["weights"]) > 1:
+                gate_weights.setdefault(model, []).append(
+                    {"weights": gate_fit["weights"], "fallback": gate_fit["fallback"]})
 
     summary = {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
                    "folds": [float(x) for x in v]} for m, v in scores.items()}
-    pairs = {f"{a} - {b}": paired(scores[a], scores[b]) for a, b in PAIRS if a in scores and b in scores}
+    pairs = {f"{a} - {b}": paired(scores[a], scores[b])
+             for a, b in PAIRS + gate_pairs([g for g in args.gates.split(",") if g])
+             if a in scores and b in scores}
     result = {"task": args.task, "metric": metric, "patients": args.patients, "folds": args.folds,
               "teacher_settings": json.loads(args.teacher_settings), "teacher_gating": teacher.gating,
               "student_gating": student.gating,
@@ -261,11 +292,14 @@ def main() -> None:
               "feature_noise": args.feature_noise, "immune_contrast": args.immune_contrast,
               "hazard_e": args.hazard_e, "fine_signal": args.fine_signal,
               "seed": args.seed, "seeds": args.seeds, "seconds": time.perf_counter() - t0,
-              "models": summary, "paired": pairs}
+              "gates": args.gates, "models": summary, "paired": pairs, "gate_weights": gate_weights}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for m, s in summary.items():
         print(f"{m:18s} {metric} {s['mean']:.3f} ± {s['std']:.3f}")
+    for m, fits in gate_weights.items():
+        print(f"{m:18s} chosen weights per fold: "
+              + "; ".join(" ".join(f"{k} {w:.1f}" for k, w in f["weights"].items()) for f in fits))
     for p, s in pairs.items():
         print(f"{p:28s} {s['mean']:+.3f}  (A better {s['folds_a_better']}, tie {s['ties']}, worse "
               f"{s['folds_a_worse']} of {s['folds']}; sign p {s['sign_p']:.3g}, "

@@ -70,16 +70,17 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return build_cohort(tmp_path_factory.mktemp("cohort"))
 
 
-def build_cohort(root: Path) -> dict:
+def build_cohort(root: Path, n_patients: int = N_PATIENTS, noise_20x: bool = False) -> dict:
     """48 patients, 4 sites, 1-2 slides each; hidden z drives tumour-tile share, the T genes,
-    the hazard and the label. One patient has no RNA, one only a failed slide."""
+    the hazard and the label. One patient has no RNA, one only a failed slide. ``noise_20x``:
+    the 20x features are pure noise (only the 10x expert can see z)."""
     feats_dir = root / "features"
     feats_dir.mkdir()
     rng = np.random.default_rng(42)
-    z = rng.normal(size=N_PATIENTS)
+    z = rng.normal(size=n_patients)
     tumour = rng.normal(size=D)
     rows = []
-    for i in range(N_PATIENTS):
+    for i in range(n_patients):
         pid = f"P{i:02d}"
         n_slides = 1 + int(i % 3 == 0)
         share = 1.0 / (1.0 + math.exp(-2.0 * z[i]))
@@ -89,13 +90,15 @@ def build_cohort(root: Path) -> dict:
             is_t = rng.random(len(t10)) < share
             f10 = rng.normal(size=(len(t10), D)) * 0.5 + is_t[:, None] * tumour
             f20 = np.repeat(f10, 4, axis=0) + rng.normal(size=(4 * len(t10), D)) * 0.3
+            if noise_20x:
+                f20 = rng.normal(size=f20.shape)
             status = "failed" if i == 7 else "ok"
             write_store(feats_dir / f"{sid}.zarr", t10, f10, f20, status=status)
             rows.append({"patient_id": pid, "slide_id": sid, "site": f"S{i % 4}"})
-    times = np.round(np.exp(-1.5 * z + 0.2 * rng.normal(size=N_PATIENTS)) * 20 + 1, 2)
-    events = (rng.random(N_PATIENTS) < 0.85).astype(int)
+    times = np.round(np.exp(-1.5 * z + 0.2 * rng.normal(size=n_patients)) * 20 + 1, 2)
+    events = (rng.random(n_patients) < 0.85).astype(int)
     labels = np.where(z > np.median(z), "high", "low")
-    outcome = pd.DataFrame({"patient_id": [f"P{i:02d}" for i in range(N_PATIENTS)], "time": times,
+    outcome = pd.DataFrame({"patient_id": [f"P{i:02d}" for i in range(n_patients)], "time": times,
                             "event": events, "label": labels})
     sheet = pd.DataFrame(rows).merge(outcome, on="patient_id")
     sheet["rna_sample_id"] = sheet["patient_id"] + "-R"

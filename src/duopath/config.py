@@ -255,7 +255,7 @@ class TeacherConfig(StrictModel):
     max_offset_tiles: Arch[float] = Field(2.0, gt=0, description="deformable: offset bound (tiles)")
     gene_select_keys: Arch[Literal["own", "both"]] = "own"
     dropout: Arch[float] = Field(0.25, ge=0, lt=1)
-    gating: Arch[Literal["max_confidence", "mean", "softmax"]] = Field(
+    gating: Arch[Literal["max_confidence", "mean", "softmax", "validation"]] = Field(
         "mean", description="dual-magnification gate; mean by default, not the reference's "
         "max_confidence, which scores patients with different experts' risk scales (README, bench)")
     gating_temperature: Arch[float] = Field(1.0, gt=0)
@@ -327,7 +327,7 @@ class StudentConfig(StrictModel):
     dpc_k: Arch[int] = Field(5, ge=1, description="neighbours for the DPC-KNN density")
     dropout: Arch[float] = Field(0.25, ge=0, lt=1)
     omega_clamp: Arch[float] = Field(10.0, gt=0, description="bound on log ω")
-    gating: Arch[Literal["max_confidence", "mean", "softmax"]] = Field(
+    gating: Arch[Literal["max_confidence", "mean", "softmax", "validation"]] = Field(
         "max_confidence", description="dual-magnification gate (the reference's max_confidence: on "
         "the bench the mean gate helped the student on one cohort and hurt it on another; README)")
     gating_temperature: Arch[float] = Field(1.0, gt=0)

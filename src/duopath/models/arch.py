@@ -58,8 +58,10 @@ class Architecture:
         magnifications: ordered, coarse to fine; one expert per magnification (the teacher's
             IGC pools finer onto the first).
         dim, n_heads, dropout, gating, gating_temperature: the hyper-parameters every family
-            has (d, attention heads, dropout in [0, 1), the expert gate and its softmax
-            temperature); declared here for the shared checks, their defaults are each family's
+            has (d, attention heads, dropout in [0, 1), the expert gate -- "max_confidence" |
+            "mean" | "softmax" | "validation", the last one weighting chosen on the validation
+            patients after training, ``training.gate_fit`` -- and its softmax temperature);
+            declared here for the shared checks, their defaults are each family's
             config section's (:func:`configured_by`).
     """
 

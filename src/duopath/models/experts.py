@@ -10,6 +10,12 @@ Why the heads are built by the subclass (``self.heads = self.make_heads(...)``) 
 a module's parameters are created -- and drawn from the RNG -- in registration order, so where
 the heads are created decides every initial weight; each model keeps its own order, and with it
 its initial weights and state-dict names.
+
+``gating: validation`` adds one buffer, ``gate_fixed`` [M] (the mean until
+``training.gate_fit`` sets the weighting chosen on the validation patients): a buffer, so the
+chosen weights travel in the checkpoint's state dict and every reader of a checkpoint (predict,
+heatmaps, external cohorts, a student's teacher) applies them without knowing about the fit.
+Other gates register nothing, so their state dicts (and older checkpoints) are unchanged.
 """
 
 from __future__ import annotations
@@ -51,6 +57,22 @@ class MultiExpertModel(nn.Module):
         self.gating, self.gating_temperature = arch.gating, arch.gating_temperature
         names = self.magnifications if expert_names is None else expert_names
         self.expert_names: tuple[str, ...] = tuple(names)
+        self.gate_fixed: Tensor | None
+        fixed = None
+        if self.gating == "validation":  # no RNG draw: the other weights' initial values stay put
+            fixed = torch.full((len(self.expert_names),), 1.0 / len(self.expert_names))
+        self.register_buffer("gate_fixed", fixed)
+
+    def set_gate_weights(self, weights: Sequence[float]) -> None:
+        """Fix the ``validation`` gate's weighting (one per expert, in ``expert_names`` order,
+        non-negative, summing to 1)."""
+        if self.gate_fixed is None:
+            raise ValueError(f"set_gate_weights needs gating 'validation', this model gates by {self.gating!r}")
+        w = torch.as_tensor(list(weights), dtype=torch.float64)
+        if w.shape != self.gate_fixed.shape or bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
+            raise ValueError(f"gate weights must be {len(self.expert_names)} non-negative numbers "
+                             f"summing to 1 (experts {self.expert_names}), got {list(weights)}")
+        self.gate_fixed.copy_(w.to(self.gate_fixed))
 
     def make_heads(self, in_dim: int) -> nn.ModuleDict:
         """One Linear(in_dim → C) head per expert."""
@@ -76,6 +98,6 @@ class MultiExpertModel(nn.Module):
     ) -> ModelOutput:
         """Confidence per expert, gated logits (``gating.gate_experts``), the packed output."""
         confidence, logits, weights = gate_experts(logits_by_expert, self.expert_names, self.task,
-                                                   self.gating, self.gating_temperature)
+                                                   self.gating, self.gating_temperature, self.gate_fixed)
         return ModelOutput(logits=logits, logits_by_mag=logits_by_expert, embeddings=embeddings,
                            attention=attention, confidence=confidence, gate_weights=weights, **extra)

@@ -9,6 +9,10 @@ Confidence of an expert (what ``max_confidence`` and ``softmax`` gating compare)
   survival analogue of the max softmax probability: how peaked the expert's belief about the
   patient's outcome is. (A max over raw hazards would not be a distribution and would favour
   whichever expert predicts higher hazards, i.e. higher risk, not higher certainty.)
+
+``validation`` is not a per-sample gate: one convex weighting of the experts, the same for every
+patient, chosen after training on the inner validation patients (``training.gate_fit``) and
+stored with the weights (the model's ``gate_fixed`` buffer); until it is chosen it is the mean.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from torch import Tensor
 
 from duopath.layout import TASKS
 
-GatingMode = Literal["max_confidence", "mean", "softmax"]
-GATING_MODES: tuple[str, ...] = ("max_confidence", "mean", "softmax")
+GatingMode = Literal["max_confidence", "mean", "softmax", "validation"]
+GATING_MODES: tuple[str, ...] = ("max_confidence", "mean", "softmax", "validation")
 
 
 def survival_outcome_probs(logits: Tensor) -> Tensor:
@@ -48,6 +52,7 @@ def combine_experts(
     confidence: Sequence[Tensor],
     mode: str = "max_confidence",
     temperature: float = 1.0,
+    fixed_weights: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Gate M experts' [B, C] logits into one [B, C].
 
@@ -57,6 +62,8 @@ def combine_experts(
         ``mean``: the arithmetic mean of logits (for classification the normalised geometric
         mean of the experts' probabilities; for survival the mean hazard logit per bin).
         ``softmax``: logits weighted by softmax(confidence / temperature) over experts.
+        ``validation``: logits weighted by ``fixed_weights`` [M] (non-negative, summing to 1),
+        the same for every sample: the weighting chosen on the validation patients.
 
     Returns:
         The gated logits [B, C] and the weights [B, M] (rows sum to 1).
@@ -76,6 +83,11 @@ def combine_experts(
         if temperature <= 0:
             raise ValueError(f"gating temperature must be > 0, got {temperature}")
         weights = torch.softmax(conf / temperature, dim=1)
+    elif mode == "validation":
+        if fixed_weights is None or fixed_weights.shape != (conf.shape[1],):
+            got = None if fixed_weights is None else tuple(fixed_weights.shape)
+            raise ValueError(f"validation gating needs fixed_weights of shape ({conf.shape[1]},), got {got}")
+        weights = fixed_weights.to(stacked.dtype).expand(conf.shape[0], -1)
     else:
         raise ValueError(f"gating must be one of {GATING_MODES}, got {mode!r}")
     return (weights.unsqueeze(-1) * stacked).sum(dim=1), weights
@@ -105,6 +117,7 @@ def gate_experts(
     task: str,
     mode: str,
     temperature: float = 1.0,
+    fixed_weights: Tensor | None = None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Confidence of each expert (in ``order``) and the gated logits and weights.
 
@@ -113,5 +126,20 @@ def gate_experts(
     """
     confidence = {k: expert_confidence(logits_by_expert[k], task) for k in order}
     logits, weights = combine_experts([logits_by_expert[k] for k in order],
-                                      [confidence[k] for k in order], mode, temperature)
+                                      [confidence[k] for k in order], mode, temperature,
+                                      fixed_weights)
     return confidence, logits, weights
+
+
+def simplex_grid(n_experts: int, steps: int) -> list[tuple[float, ...]]:
+    """Every convex weighting of ``n_experts`` experts on a grid of ``1/steps`` (each expert
+    alone, the mean when ``steps`` is a multiple of ``n_experts``, and what lies between)."""
+    if n_experts < 1 or steps < 1:
+        raise ValueError(f"need n_experts >= 1 and steps >= 1, got {n_experts}, {steps}")
+
+    def parts(n: int, total: int) -> list[tuple[int, ...]]:
+        if n == 1:
+            return [(total,)]
+        return [(k, *rest) for k in range(total, -1, -1) for rest in parts(n - 1, total - k)]
+
+    return [tuple(k / steps for k in p) for p in parts(n_experts, steps)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +28,11 @@ from tqdm import tqdm
 
 from duopath.config import OptimConfig, TeacherConfig
 from duopath.evaluation.result import quiet_undefined
+from duopath.models.contract import ModelOutput
 from duopath.training.batch import Batch, Sample, collate
 from duopath.training.data import BagStore, subsample_bag
 from duopath.training.fold_data import FoldData
+from duopath.training.gate_fit import fit_validation_gate
 from duopath.training.losses import hazards_from_logits, risk_from_hazards
 from duopath.training.objectives import Step, eval_loss
 from duopath.training.selection import EpochSelector, metric_name, score_predictions
@@ -66,6 +68,20 @@ class FoldResult:
     inner_predictions: pd.DataFrame
     val_scores: dict
     test_scores: dict
+    gate_fit: dict | None = None
+
+
+def _outputs(
+    model: nn.Module, samples: Sequence[Sample], store: BagStore, mags: Sequence[str], *,
+    batch_size: int, device: torch.device, genes: bool,
+) -> Iterator[ModelOutput]:
+    """The model's outputs on FULL bags, ``batch_size`` patients at a time, in ``samples`` order."""
+    model.eval()
+    for start in range(0, len(samples), batch_size):
+        chunk = list(samples[start:start + batch_size])
+        batch = collate(chunk, [store.get(s.patient_id) for s in chunk], mags).to(device)
+        rna = (batch.genes_T, batch.genes_E) if genes else ()
+        yield model(batch.feats, batch.mask, batch.coords, *rna)
 
 
 @torch.no_grad()
@@ -83,16 +99,24 @@ def predict(
 
     ``genes=False`` for histology-only models (the student), whose forward takes no gene vectors.
     """
-    model.eval()
     logits, gates = [], []
-    for start in range(0, len(samples), batch_size):
-        chunk = list(samples[start:start + batch_size])
-        batch = collate(chunk, [store.get(s.patient_id) for s in chunk], mags).to(device)
-        rna = (batch.genes_T, batch.genes_E) if genes else ()
-        out = model(batch.feats, batch.mask, batch.coords, *rna)
+    for out in _outputs(model, samples, store, mags, batch_size=batch_size, device=device, genes=genes):
         logits.append(out.logits.float().cpu())
         gates.append(out.gate_weights.float().cpu())
     return torch.cat(logits), torch.cat(gates)
+
+
+@torch.no_grad()
+def predict_experts(
+    model: nn.Module, samples: Sequence[Sample], store: BagStore, mags: Sequence[str], *,
+    batch_size: int, device: torch.device, genes: bool = True,
+) -> dict[str, Tensor]:
+    """Each expert's own logits [N, C] on FULL bags (what ``gate_fit`` weighs), by expert name."""
+    parts: dict[str, list[Tensor]] = {}
+    for out in _outputs(model, samples, store, mags, batch_size=batch_size, device=device, genes=genes):
+        for k, v in out.logits_by_mag.items():
+            parts.setdefault(k, []).append(v.float().cpu())
+    return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def prediction_frame(
@@ -151,7 +175,9 @@ def fit_epochs(
 
     AdamW; warm-up + cosine stepped per epoch; clipping; one numpy stream per epoch (patient
     order and tile subsampling); the epoch kept is chosen on the VALIDATION split only, and the
-    test patients are predicted once, after the last epoch, with the selected weights. What
+    test patients are predicted once, after the last epoch, with the selected weights (and, for
+    ``gating: validation``, the expert weighting chosen for them on the validation patients,
+    ``gate_fit``). What
     differs between models is only ``step`` (forward + loss of one batch) and whether their
     forward takes gene vectors (``genes``, see :func:`predict`), so a protocol fix lands in every
     model at once. ``loss_cfg`` holds the task-loss settings (survival alpha, Cox weight) of the
@@ -222,6 +248,19 @@ def fit_epochs(
             break
 
     best_epoch = selector.restore(model)
+    gate_fit = None
+    if getattr(model, "gating", None) == "validation":  # after the epoch is chosen, before val/test
+
+        def gate_score(gated: Tensor) -> float:  # higher is better, on the validation patients
+            if optim.select_on == "val_loss":
+                return -eval_loss(gated, val, data, loss_cfg)
+            with quiet_undefined():
+                frame = prediction_frame(val, gated, torch.empty(len(val), 0), data, mags)
+                return score_predictions(data.task, frame, data.class_names)[mname]
+
+        experts = predict_experts(model, val, store, mags, batch_size=optim.eval_batch_size,
+                                  device=device, genes=genes)
+        gate_fit = fit_validation_gate(model, experts, gate_score, criterion=optim.select_on, desc=desc)
     history = pd.DataFrame(rows)
     history["selected"] = history["epoch"] == best_epoch
 
@@ -247,4 +286,4 @@ def fit_epochs(
                     "events in the validation split)", desc, mname)
     return FoldResult(model=model, model_kwargs=kwargs, best_epoch=best_epoch, stopped_early=stopped,
                       log=history, predictions=test_frame, inner_predictions=inner,
-                      val_scores=val_best, test_scores=test_scores)
+                      val_scores=val_best, test_scores=test_scores, gate_fit=gate_fit)

@@ -13,7 +13,8 @@
   column): for thresholds fit on training risks (Kaplan-Meier groups), never for scoring;
 * ``predictions.parquet`` -- the test patients (schema: ``loop.prediction_frame``);
 * ``metrics.json`` -- test scores, the validation scores of the selected epoch, counts,
-  exclusions; written last, so its presence means the fold is complete.
+  exclusions, the expert weighting ``gating: validation`` chose (``gate_fit``, also in the
+  checkpoint's metadata; None for the other gates); written last, so its presence means the fold is complete.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def common_meta(result: FoldResult, data: FoldData, store: BagStore, *, model_na
         "fold": data.fold,
         "seed": seed,
         "best_epoch": result.best_epoch,
+        "gate_fit": result.gate_fit,
         "duopath_version": duopath.__version__,
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
@@ -158,6 +160,7 @@ def write_fold_outputs(
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.log),
         "stopped_early": result.stopped_early,
+        "gate_fit": result.gate_fit,
         "selection": selection,
         "n_patients": {r: len(v) for r, v in data.samples.items()},
         "excluded": data.excluded,
