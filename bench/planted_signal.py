@@ -191,7 +191,8 @@ def run_cohort(args: argparse.Namespace, seed: int, work: Path, wanted: list[str
         for gate in gates:
             spec = model_spec("teacher", teacher=teacher.model_copy(update={"gating": gate}),
                               baselines=baselines, tiled_magnifications=MAGS)
-            m = run_fold_files(spec, fold=k, out_dir=work / "results" / f"teacher@{gate}" / f"fold{k}", **common)
+            out_dir = work / "results" / f"teacher@{gate}" / f"fold{k}"
+            m = run_fold_files(spec, fold=k, out_dir=out_dir, **common)
             done[f"teacher@{gate}"] = m["test"][metric], m.get("gate_fit")
         for model in [m for m in STUDENTS if m in wanted]:
             teacher_ckpt = work / "results/teacher" / f"fold{k}" / FOLD_FILES["checkpoint"]

@@ -67,7 +67,8 @@ class MultiExpertModel(nn.Module):
         """Fix the ``validation`` gate's weighting (one per expert, in ``expert_names`` order,
         non-negative, summing to 1)."""
         if self.gate_fixed is None:
-            raise ValueError(f"set_gate_weights needs gating 'validation', this model gates by {self.gating!r}")
+            raise ValueError(f"set_gate_weights needs gating 'validation', this model gates by "
+                             f"{self.gating!r}")
         w = torch.as_tensor(list(weights), dtype=torch.float64)
         if w.shape != self.gate_fixed.shape or bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
             raise ValueError(f"gate weights must be {len(self.expert_names)} non-negative numbers "

@@ -58,8 +58,9 @@ def choose_gate_weights(
     """The grid weighting of the experts' [N, C] logits (in ``order``) with the best ``score``
     (higher is better, a function of the gated [N, C] logits), ties to the one nearest the mean.
 
-    Returns ``{"weights": {expert: w}, "score", "mean_score", "fallback"}``: ``fallback`` is
-    None when the weighting was chosen, else the reason the mean was kept.
+    Returns ``{"weights": {expert: w}, "score", "mean_score", "fallback"}``: the chosen and the
+    mean weighting's score (for ``val_loss`` the negated loss), and ``fallback``, None when the
+    weighting was chosen, else the reason the mean was kept (the scores are then NaN).
     """
     order = list(order)
     m = len(order)
