@@ -25,6 +25,8 @@ gate, as ``teacher@<gate>``, on the same cohorts, splits and seeds (the single-m
 ablations ``teacher_10x`` / ``teacher_20x`` are what a gate should match); the JSON keeps the
 weighting ``validation`` chose in each fold (``gate_weights``).
 
+``--merge a.json b.json --out c.json`` joins runs of other seeds (e.g. run side by side).
+
 ``--seeds N`` repeats everything on N independently drawn cohorts (new factors, prototypes,
 splits and training seeds), so paired comparisons rest on N × folds test folds; each paired
 line then carries a one-sided sign test and a Wilcoxon signed-rank p-value.
@@ -249,7 +251,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/duopath_planted"))
     ap.add_argument("--out", type=Path, default=None,
                     help="default: bench/results/planted_signal_{task}.json")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="instead of running: merge these result JSONs (same settings, other seeds) "
+                    "into --out")
     args = ap.parse_args()
+    if args.merge:
+        if args.out is None:
+            raise SystemExit("--merge needs --out")
+        write_and_print(merge(args.merge), args.out)
+        return
     tag = "" if args.immune_contrast == 1.0 else f"_contrast{args.immune_contrast:g}"
     tag += f"_fine{args.fine_signal:g}" if args.fine_signal else ""
     tag += "_gates" if args.gates else ""
@@ -281,11 +291,6 @@ def main() -> None:
                 gate_weights.setdefault(model, []).append(
                     {"weights": gate_fit["weights"], "fallback": gate_fit["fallback"]})
 
-    summary = {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
-                   "folds": [float(x) for x in v]} for m, v in scores.items()}
-    pairs = {f"{a} - {b}": paired(scores[a], scores[b])
-             for a, b in PAIRS + gate_pairs([g for g in args.gates.split(",") if g])
-             if a in scores and b in scores}
     result = {"task": args.task, "metric": metric, "patients": args.patients, "folds": args.folds,
               "teacher_settings": json.loads(args.teacher_settings), "teacher_gating": teacher.gating,
               "student_gating": student.gating,
@@ -293,15 +298,52 @@ def main() -> None:
               "feature_noise": args.feature_noise, "immune_contrast": args.immune_contrast,
               "hazard_e": args.hazard_e, "fine_signal": args.fine_signal,
               "seed": args.seed, "seeds": args.seeds, "seconds": time.perf_counter() - t0,
-              "gates": args.gates, "models": summary, "paired": pairs, "gate_weights": gate_weights}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    for m, s in summary.items():
-        print(f"{m:18s} {metric} {s['mean']:.3f} ± {s['std']:.3f}")
-    for m, fits in gate_weights.items():
+              "gates": args.gates, **summarise(scores, args.gates), "gate_weights": gate_weights}
+    write_and_print(result, args.out)
+
+
+def summarise(scores: dict[str, list[float]], gates: str) -> dict:
+    """Per model mean ± std over the test folds, and the paired comparisons."""
+    summary = {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
+                   "folds": [float(x) for x in v]} for m, v in scores.items()}
+    pairs = {f"{a} - {b}": paired(scores[a], scores[b])
+             for a, b in PAIRS + gate_pairs([g for g in gates.split(",") if g])
+             if a in scores and b in scores}
+    return {"models": summary, "paired": pairs}
+
+
+def merge(paths: list[Path]) -> dict:
+    """Results of runs with the same settings but other seeds (e.g. one seed each, run side by
+    side) as one: folds concatenated in the order given, summary and paired tests recomputed."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    same = ("task", "metric", "patients", "folds", "teacher_settings", "student_settings", "feature_noise",
+            "immune_contrast", "hazard_e", "fine_signal", "gates")
+    for p, r in zip(paths[1:], runs[1:], strict=True):
+        differ = [k for k in same if r.get(k) != runs[0].get(k)]
+        if differ:
+            raise SystemExit(f"--merge: {p} differs from {paths[0]} in {differ}")
+    scores: dict[str, list[float]] = {}
+    gate_weights: dict[str, list[dict]] = {}
+    for r in runs:
+        for m, s in r["models"].items():
+            scores.setdefault(m, []).extend(s["folds"])
+        for m, fits in r.get("gate_weights", {}).items():
+            gate_weights.setdefault(m, []).extend(fits)
+    return {**{k: runs[0].get(k) for k in (*same, "teacher_gating", "student_gating")},
+            "seed": [r["seed"] for r in runs], "seeds": sum(r["seeds"] for r in runs),
+            "seconds": sum(r["seconds"] for r in runs), "merged_from": [p.name for p in paths],
+            **summarise(scores, runs[0].get("gates") or ""), "gate_weights": gate_weights}
+
+
+def write_and_print(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for m, s in result["models"].items():
+        print(f"{m:18s} {result['metric']} {s['mean']:.3f} ± {s['std']:.3f}")
+    for m, fits in result["gate_weights"].items():
         print(f"{m:18s} chosen weights per fold: "
               + "; ".join(" ".join(f"{k} {w:.1f}" for k, w in f["weights"].items()) for f in fits))
-    for p, s in pairs.items():
+    for p, s in result["paired"].items():
         print(f"{p:28s} {s['mean']:+.3f}  (A better {s['folds_a_better']}, tie {s['ties']}, worse "
               f"{s['folds_a_worse']} of {s['folds']}; sign p {s['sign_p']:.3g}, "
               f"wilcoxon p {s['wilcoxon_p']:.3g})")
