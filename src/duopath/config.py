@@ -257,7 +257,8 @@ class TeacherConfig(StrictModel):
     dropout: Arch[float] = Field(0.25, ge=0, lt=1)
     gating: Arch[Literal["max_confidence", "mean", "softmax", "validation"]] = Field(
         "mean", description="dual-magnification gate; mean by default, not the reference's "
-        "max_confidence, which scores patients with different experts' risk scales (README, bench)")
+        "max_confidence, which scores patients with different experts' risk scales (README, bench); "
+        "validation: one expert weighting chosen on the validation patients after training")
     gating_temperature: Arch[float] = Field(1.0, gt=0)
     magnifications: list[str] | None = Field(
         None, description="magnifications used, coarse to fine; null = all of tiling"
