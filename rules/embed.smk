@@ -32,15 +32,14 @@ rule embed:
 
 
 # Batched embedding: with encoder.slides_per_job = K > 1, one `duopath embed` process embeds K
-# slides of a cohort (sample-sheet order), loading the encoder once; each slide still gets its
-# own atomic store (duopath.encoding.batching says why the chunks are fixed). These rules win
-# over the per-slide `embed` rule above; to (re-)embed ONE slide alone, restrict Snakemake to it:
+# slides of a cohort (sample-sheet order: PLAN.slide_batches), loading the encoder once; each
+# slide still gets its own atomic store (duopath.batches says why the chunks are fixed, and what a
+# change to one slide redoes). These rules win over the per-slide `embed` rule above; to
+# (re-)embed ONE slide alone, restrict Snakemake to it:
 #   snakemake <output>/features/<cohort>/<encoder>/<slide>.zarr --allowed-rules embed
 if CFG.encoder.slides_per_job > 1:
-    from duopath.encoding.batching import embed_args, slide_batches
-
     for _cohort in PLAN.cohorts:
-        for _i, _chunk in enumerate(slide_batches(PLAN.slides(_cohort), CFG.encoder.slides_per_job)):
+        for _i, _chunk in enumerate(PLAN.slide_batches(_cohort, CFG.encoder.slides_per_job)):
 
             rule:
                 name:
@@ -52,13 +51,7 @@ if CFG.encoder.slides_per_job > 1:
                     [directory(P(layout.FEATURES, cohort=_cohort, encoder=ENCODER, slide=s)) for s in _chunk],
                 params:
                     settings=settings(CFG.encoder, exclude={"slides_per_job"}),
-                    args=embed_args(
-                        _chunk,
-                        slide_path=lambda s, c=_cohort: str(PLAN.slide(c, s)["slide_path"]),
-                        tiles=lambda s, c=_cohort: P(layout.TILES, cohort=c, slide=s),
-                        store=lambda s, c=_cohort: P(layout.FEATURES, cohort=c, encoder=ENCODER, slide=s),
-                        mpp=lambda s, c=_cohort: PLAN.slide_mpp(c, s),
-                    ),
+                    args=INPUTS.embed_batch_args(_cohort, _chunk),
                     on_error=CFG.on_slide_error,
                 log:
                     P(f"logs/embed/{_cohort}/{ENCODER}/batch_{_i}.log"),

@@ -13,7 +13,7 @@ import yaml
 import zarr
 
 from duopath import layout
-from duopath.encoding.batching import embed_args, slide_batches
+from duopath.batches import embed_args, slide_batches
 from tests.test_workflow import snakemake
 
 pytestmark = pytest.mark.slow

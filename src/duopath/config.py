@@ -135,6 +135,10 @@ class SegmentationConfig(StrictModel):
     min_object_um2: float = Field(20000.0, ge=0, description="drop tissue islands smaller than this")
     max_hole_um2: float = Field(20000.0, ge=0, description="fill holes smaller than this")
     closing_um: float = Field(16.0, ge=0, description="radius of the morphological closing")
+    slides_per_job: int = Field(
+        1, ge=1, description="slides segmented AND tiled by one `duopath wsi-prep` process; > 1 "
+        "groups the cohort's slides, in sample-sheet order, into jobs of this many (rules/wsi_prep.smk); "
+        "every slide keeps its own outputs. Only how jobs are cut: the results do not depend on it")
 
 
 class TilingConfig(StrictModel):

@@ -202,6 +202,18 @@ class Plan:
         mpp = self.slide(cohort, slide)["mpp"]
         return None if mpp is None or pd.isna(mpp) else float(mpp)
 
+    def slide_batches(self, cohort: str, per_job: int) -> list[list[str]]:
+        """The cohort's slides cut into the jobs of a batched WSI stage (``duopath.batches``)."""
+        from duopath.batches import slide_batches
+
+        return slide_batches(self.slides(cohort), per_job)
+
+    def prep_files(self, cohort: str, slide: str) -> dict[str, str]:
+        """What segment + tile write for one slide, by ``duopath.batches.PREP_OUTPUTS`` name."""
+        patterns = {"mask": layout.MASK_PNG, "meta": layout.MASK_JSON, "qc": layout.MASK_QC,
+                    "tiles": layout.TILES, "tiles_qc": layout.TILES_QC}
+        return {name: self.path(pattern, cohort=cohort, slide=slide) for name, pattern in patterns.items()}
+
     # ------------------------------------------------------------------ models, tasks, folds
 
     def tasks(self, cohort: str) -> list[str]:

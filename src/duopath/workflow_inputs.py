@@ -59,6 +59,31 @@ class RuleInputs:
         """The folder of the cohort's {slide}.zarr stores (the stores themselves are inputs)."""
         return self.plan.features_dir(wildcards.cohort)
 
+    def embed_batch_args(self, cohort: str, slides: list[str]) -> str:
+        """The per-slide arguments of a batched ``duopath embed`` job (rules/embed.smk)."""
+        from duopath.batches import embed_args
+
+        plan = self.plan
+        return embed_args(
+            slides,
+            slide_path=lambda s: str(plan.slide(cohort, s)["slide_path"]),
+            tiles=lambda s: plan.path(layout.TILES, cohort=cohort, slide=s),
+            store=lambda s: plan.path(layout.FEATURES, cohort=cohort, encoder=plan.encoder, slide=s),
+            mpp=lambda s: plan.slide_mpp(cohort, s),
+        )
+
+    def wsi_prep_batch_args(self, cohort: str, slides: list[str]) -> str:
+        """The per-slide arguments of a batched ``duopath wsi-prep`` job (rules/wsi_prep.smk)."""
+        from duopath.batches import wsi_prep_args
+
+        plan = self.plan
+        return wsi_prep_args(
+            slides,
+            slide_path=lambda s: str(plan.slide(cohort, s)["slide_path"]),
+            outputs=lambda s: plan.prep_files(cohort, s),
+            mpp=lambda s: plan.slide_mpp(cohort, s),
+        )
+
     @staticmethod
     def summary_args(wildcards: Any, input: Any) -> str:
         """``--mask-meta M --tiles T --features F`` per slide, quoted, in the sheet's order."""
@@ -118,6 +143,19 @@ class RuleInputs:
             k = layout.fold_of(d)
             teacher = shlex.quote(str(teachers[k]))
             parts.append(f"--fold {k} --out-dir {shlex.quote(str(d))} --teacher {teacher}")
+        return " ".join(parts)
+
+    @staticmethod
+    def heatmap_fold_args(wildcards: Any, input: Any, output: Any) -> str:
+        """``--checkpoint C --predictions P --out DIR`` per fold of a heatmaps job, from its
+        (unnamed) folder outputs; each fold's inputs matched by fold, not order."""
+        checkpoints = {layout.fold_of(Path(c).parent): c for c in input.checkpoint}
+        predictions = {layout.fold_of(Path(p).parent): p for p in input.predictions}
+        parts = []
+        for d in output:
+            k = layout.fold_of(Path(d).parent)
+            parts.append(f"--checkpoint {shlex.quote(str(checkpoints[k]))} "
+                         f"--predictions {shlex.quote(str(predictions[k]))} --out {shlex.quote(str(d))}")
         return " ".join(parts)
 
     # ------------------------------------------------------------------ evaluation and report

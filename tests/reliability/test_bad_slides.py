@@ -17,7 +17,7 @@ import zarr
 from duopath.config import EncoderConfig, SegmentationConfig, TilingConfig
 from duopath.encoding.extract import embed_slide
 from duopath.slides.reader import SlideError
-from duopath.slides.stages import segment_slide, tile_slide
+from duopath.slides.stages import PrepJob, prep_slides, segment_slide, tile_slide
 from duopath.slides.summary import summarise
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -51,6 +51,44 @@ def test_segment_records_a_bad_slide_or_stops_under_fail(kind: str, bad_slides: 
     assert json.loads((tmp_path / f"{slide.stem}.json").read_text())["status"] == "failed"
     with pytest.raises(SlideError, match=SEGMENT_FAILURES[kind]):
         _segment(slide, tmp_path / "fail", on_error="fail")
+
+
+def _prep_job(slide: Path, out: Path) -> PrepJob:
+    n = slide.stem
+    return PrepJob(slide, n, out / f"{n}.png", out / f"{n}.json", out / f"{n}.mask.jpg",
+                   out / f"{n}.parquet", out / f"{n}.tiles.jpg")
+
+
+def test_a_bad_slide_inside_a_batch_is_a_failed_row_and_the_batch_goes_on(bad_slides: dict,
+                                                                           tmp_path: Path) -> None:
+    """`duopath wsi-prep` (segment + tile of several slides in one process): a slide that fails
+    in the middle of the batch gets its failed mask JSON and an empty tile table, the slides
+    after it are still done, and each slide's files are those of the per-slide commands."""
+    kinds = ["good", "damaged_thumbnail", "no_mpp", "blank"]
+    jobs = [_prep_job(bad_slides[k], tmp_path) for k in kinds]
+    good_after = _prep_job(bad_slides["good"], tmp_path / "after")  # a good slide after the bad ones
+    (tmp_path / "after").mkdir()
+    metas = prep_slides([*jobs, good_after], SegmentationConfig(), TilingConfig())
+    assert [m["status"] for m in metas] == ["ok", "failed", "failed", "failed", "ok"]
+    for job, kind in zip(jobs[1:], kinds[1:], strict=True):
+        saved = json.loads(job.mask_json.read_text())
+        assert saved["status"] == "failed" and saved["stage"] == "segment"
+        assert re.search(SEGMENT_FAILURES[kind], saved["error"]), saved["error"]
+        assert pd.read_parquet(job.tiles).empty and job.tiles_qc.exists()
+    tiles = pd.read_parquet(good_after.tiles)
+    assert len(tiles) > 0 and tiles.equals(pd.read_parquet(jobs[0].tiles))
+    # the per-slide commands write the same tile table for the same slide
+    single = tmp_path / "single"
+    single.mkdir()
+    _segment(bad_slides["good"], single)
+    alone = tile_slide(single / "good.png", single / "good.json", TilingConfig(),
+                       tiles_out=single / "good.parquet")
+    assert alone.equals(tiles)
+    summary = summarise([j.mask_json for j in jobs], [j.tiles for j in jobs], tmp_path / "s.csv")
+    assert summary.set_index("slide_id").loc["damaged_thumbnail", "stage"] == "segment"
+    with pytest.raises(SlideError, match="cannot read its pixel data"):
+        prep_slides([_prep_job(bad_slides["damaged_thumbnail"], tmp_path / "after")],
+                    SegmentationConfig(), TilingConfig(), on_error="fail")
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +131,10 @@ def test_damaged_tile_data_fails_in_embed_and_is_a_summary_row(bad_slides: dict,
 
 
 @pytest.mark.slow
-def test_dag_goes_on_past_damaged_slides(bad_slides: dict, tmp_path: Path) -> None:
-    """Through Snakemake: segment and embed failures no longer stop the cohort's WSI half."""
+@pytest.mark.parametrize("per_job", [1, 3], ids=["per_slide", "batched"])
+def test_dag_goes_on_past_damaged_slides(bad_slides: dict, tmp_path: Path, per_job: int) -> None:
+    """Through Snakemake: segment and embed failures no longer stop the cohort's WSI half, with
+    one job per slide and with slides batched (the bad ones inside a batch, not alone in one)."""
     import shutil
     import subprocess
     import sys
@@ -105,7 +145,7 @@ def test_dag_goes_on_past_damaged_slides(bad_slides: dict, tmp_path: Path) -> No
 
     slides = tmp_path / "slides"
     slides.mkdir()
-    names = ["good", "damaged_full_res", "damaged_thumbnail"]
+    names = ["good", "damaged_thumbnail", "damaged_full_res"]  # the segment failure mid-batch
     for name in names:
         shutil.copy(bad_slides[name], slides / f"{name}.tiff")
     pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "slide_id": names,
@@ -113,13 +153,20 @@ def test_dag_goes_on_past_damaged_slides(bad_slides: dict, tmp_path: Path) -> No
                  ).to_csv(tmp_path / "samples.csv", index=False)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({
         "cohorts": {"tiny": {"sample_sheet": "samples.csv", "slide_dir": "slides"}},
-        "encoder": {"num_workers": 1, "batch_size": 16}}))
+        "segmentation": {"slides_per_job": per_job},
+        "encoder": {"num_workers": 1, "batch_size": 16, "slides_per_job": per_job}}))
     target = layout.out("output", layout.WSI_SUMMARY, cohort="tiny")
     repo = Path(__file__).resolve().parents[2]
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"),
                           "--directory", str(tmp_path), "--cores", "2", target],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-4000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout + run.stderr, flags=re.M))
+    if per_job > 1:  # all three slides in one batch of each stage
+        assert jobs.get("wsi_prep_batch_tiny_0") == "1" and jobs.get("embed_batch_tiny_0") == "1", jobs
+        assert not {"segment", "tile", "embed"} & set(jobs), jobs
+    else:
+        assert jobs.get("segment") == "3" and jobs.get("tile") == "3", jobs
     summary = pd.read_csv(tmp_path / target, keep_default_na=False).set_index("slide_id")
     assert summary.loc["good", "status"] == "ok"
     assert summary.loc["damaged_thumbnail", ["status", "stage"]].tolist() == ["failed", "segment"]

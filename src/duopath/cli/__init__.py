@@ -1,7 +1,7 @@
 """The ``duopath`` command line: the same steps the Snakemake rules call, one command each.
 
 One module per stage group -- :mod:`~duopath.cli.cohort` (validate, demo, sheet, splits, config schema),
-:mod:`~duopath.cli.slides` (segment, tile, embed, wsi-summary, encoders), :mod:`~duopath.cli.rna`,
+:mod:`~duopath.cli.slides` (segment, tile, wsi-prep, embed, wsi-summary, encoders), :mod:`~duopath.cli.rna`,
 :mod:`~duopath.cli.training` (train, train-student, coxnet), :mod:`~duopath.cli.external` (external),
 :mod:`~duopath.cli.inference` (predict), :mod:`~duopath.cli.report` (evaluate, heatmaps, report,
 contact-sheet, external-report) -- and one set of shared options and one error helper
@@ -50,6 +50,7 @@ COMMANDS = {
     "sheet": cohort.sheet,
     "segment": slides.segment,
     "tile": slides.tile,
+    "wsi-prep": slides.wsi_prep,
     "embed": slides.embed,
     "splits": cohort.splits,
     "wsi-summary": slides.wsi_summary,

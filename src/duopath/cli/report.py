@@ -189,12 +189,15 @@ def report(
 
 
 def heatmaps(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="results/{cohort}/{task}/{model}/fold{k}/"
-                                             "checkpoint.safetensors (teacher or student)")],
-    predictions: Annotated[Path, typer.Option("--predictions", help="the fold's predictions.parquet")],
+    checkpoint: Annotated[list[Path], typer.Option(
+        "--checkpoint", help="results/{cohort}/{task}/{model}/fold{k}/checkpoint.safetensors (teacher or "
+        "student); repeat for several folds")],
+    predictions: Annotated[list[Path], typer.Option(
+        "--predictions", help="the fold's predictions.parquet, once per --checkpoint, same order")],
     sheet: Sheet,
     features_dir: Annotated[Path, typer.Option("--features-dir", help="folder of the {slide}.zarr stores")],
-    out: Annotated[Path, typer.Option("--out", help="heatmaps folder to write (replaced as a whole)")],
+    out: Annotated[list[Path], typer.Option(
+        "--out", help="the fold's heatmaps folder to write (replaced as a whole), once per --checkpoint")],
     rna: Annotated[
         Path | None, typer.Option("--rna", help="rna/{cohort}.h5ad (needed for a teacher)")
     ] = None,
@@ -213,15 +216,22 @@ def heatmaps(
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | auto")] = "cpu",
     threads: Threads = 0,
 ) -> None:
-    """Heatmaps (teacher T/E attention or student ω/clusters) of a fold's chosen test patients."""
+    """Heatmaps (teacher T/E attention or student ω/clusters) of the chosen test patients of one
+    or several folds (``--checkpoint C --predictions P --out DIR`` per fold: the rule passes all
+    folds of a (cohort, task, model), so torch is imported once)."""
     from duopath.devices import resolve_device, set_threads
     from duopath.report.fold_heatmaps import HeatmapError, write_fold_heatmaps
 
+    if not len(checkpoint) == len(predictions) == len(out):
+        raise typer.BadParameter(f"{len(checkpoint)} --checkpoint, {len(predictions)} --predictions and "
+                                 f"{len(out)} --out: give one of each per fold, in the same order")
     set_threads(threads)
     try:
-        write_fold_heatmaps(checkpoint, predictions, sheet, features_dir, out, rna=rna, n_patients=patients,
-                            magnifications="all" if all_magnifications else (magnification or None),
-                            thumb_mpp=thumb_mpp, device=str(resolve_device(device)))
+        dev = str(resolve_device(device))
+        for ckpt, pred, folder in zip(checkpoint, predictions, out, strict=True):
+            write_fold_heatmaps(ckpt, pred, sheet, features_dir, folder, rna=rna, n_patients=patients,
+                                magnifications="all" if all_magnifications else (magnification or None),
+                                thumb_mpp=thumb_mpp, device=dev)
     except (HeatmapError, ValueError, OSError, RuntimeError) as err:
         fail(err)
 

@@ -1,4 +1,7 @@
-"""``duopath segment``, ``tile``, ``embed``, ``wsi-summary`` and ``encoders``: the per-slide stages.
+"""``duopath segment``, ``tile``, ``wsi-prep``, ``embed``, ``wsi-summary`` and ``encoders``: the
+per-slide stages. ``wsi-prep`` and ``embed`` take one or several slides (their per-slide options
+repeated, in the slides' order): the batched rules run several slides per process
+(``duopath.batches``).
 
 Heavy imports (openslide, torch, tiatoolbox) happen inside the commands, so ``duopath --help``
 stays instant.
@@ -56,6 +59,53 @@ def tile(
                qc_in=qc_in, qc_out=qc_out)
 
 
+def wsi_prep(
+    slides: Annotated[list[Path], typer.Argument(help="slide file(s)")],
+    slide_ids: Annotated[list[str], typer.Option("--slide-id", help="once per slide")],
+    masks: Annotated[list[Path], typer.Option("--mask", help="mask PNG to write, once per slide")],
+    metas: Annotated[list[Path], typer.Option("--meta", help="mask JSON to write, once per slide")],
+    qcs: Annotated[list[Path], typer.Option("--qc", help="mask QC picture to write, once per slide")],
+    tiles: Annotated[list[Path], typer.Option("--tiles", help="tile table (.parquet), once per slide")],
+    tiles_qcs: Annotated[list[Path], typer.Option("--tiles-qc", help="tile QC picture, once per slide")],
+    segmentation: Annotated[str, typer.Option("--segmentation", help="JSON of the `segmentation:` section")],
+    tiling: Annotated[str, typer.Option("--tiling", help="JSON of the `tiling:` section")],
+    mpps: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--mpp", help="level-0 µm/px override: none, or once per slide ('auto' = the file's)")] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="skip | fail")] = "skip",
+) -> None:
+    """Segment and tile one or several slides in one process (what `segment` + `tile` do per slide)."""
+    from duopath.config import SegmentationConfig, TilingConfig
+    from duopath.slides.reader import SlideError
+    from duopath.slides.stages import PrepJob, prep_slides
+
+    try:
+        n = _check_per_slide(len(slides), {"--slide-id": slide_ids, "--mask": masks, "--meta": metas,
+                                           "--qc": qcs, "--tiles": tiles, "--tiles-qc": tiles_qcs})
+        seg_cfg = SegmentationConfig.model_validate_json(segmentation)
+        tile_cfg = TilingConfig.model_validate_json(tiling)
+        jobs = [PrepJob(*job) for job in zip(slides, slide_ids, masks, metas, qcs, tiles, tiles_qcs,
+                                             _mpp_values(mpps, n), strict=True)]
+        prep_slides(jobs, seg_cfg, tile_cfg, on_error="fail" if on_error == "fail" else "skip")
+    except (SlideError, ValueError) as err:
+        fail(err)
+
+
+def _check_per_slide(n: int, given: dict[str, list]) -> int:
+    """``n`` when every per-slide option was given once per slide; a ValueError naming the first
+    option that was not."""
+    for name, values in given.items():
+        if len(values) != n:
+            raise ValueError(f"{n} slide(s) but {len(values)} {name} value(s): give one per slide")
+    return n
+
+
+def _mpp_values(mpps: list[str] | None, n: int) -> list[float | None]:
+    """``--mpp`` values (``auto`` = the file's) -> one override or None per slide."""
+    values = mpps or ["auto"] * n
+    _check_per_slide(n, {"--mpp": values})
+    return [None if v.lower() == "auto" else float(v) for v in values]
+
+
 def embed(
     slides: Annotated[list[Path], typer.Argument(help="slide file(s)")],
     tiles: Annotated[list[Path], typer.Option("--tiles", help="tile table, once per slide")],
@@ -73,12 +123,8 @@ def embed(
     from duopath.slides.reader import SlideError
 
     try:
-        n = len(slides)
-        for name, given in (("--tiles", tiles), ("--slide-id", slide_ids), ("--out", outs),
-                            ("--mpp", mpps or ["auto"] * n)):
-            if len(given) != n:
-                raise ValueError(f"{n} slide(s) but {len(given)} {name} value(s): give one per slide")
-        mpp = [None if v.lower() == "auto" else float(v) for v in (mpps or ["auto"] * n)]
+        n = _check_per_slide(len(slides), {"--tiles": tiles, "--slide-id": slide_ids, "--out": outs})
+        mpp = _mpp_values(mpps, n)
         jobs = [SlideJob(*job) for job in zip(slides, tiles, outs, slide_ids, mpp, strict=True)]
         embed_slides(jobs, EncoderConfig.model_validate_json(settings),
                      on_error="fail" if on_error == "fail" else "skip")

@@ -176,6 +176,7 @@ def write_fold_heatmaps(
     (``heatmaps.tissue_of``; False paints whole tiles). Returns the ``heatmaps.json`` index.
     """
     from duopath.checkpoints import CheckpointError, load_model
+    from duopath.cohort import read_canonical_sheet
     from duopath.io import json_ready
     from duopath.report.heatmap_figure import gate_text, heatmap_figure
     from duopath.report.heatmaps import read_thumbnail, tissue_of
@@ -199,8 +200,8 @@ def write_fold_heatmaps(
     folds = set(pred["fold"].astype(int)) if "fold" in pred.columns else set()
     if folds - {int(ckpt["fold"])}:
         raise HeatmapError(f"{predictions}: folds {sorted(folds)}, but the checkpoint is fold {ckpt['fold']}")
-    sheet_df = pd.read_csv(sheet, dtype={"patient_id": str, "slide_id": str, "slide_path": str},
-                           keep_default_na=False)
+    sheet_df = read_canonical_sheet(sheet)
+    sheet_df = sheet_df[sheet_df["slide_id"] != ""]  # RNA-only patients have no slide to paint
     slide_path = dict(zip(sheet_df["slide_id"], sheet_df["slide_path"], strict=True))
     by_patient = {p: list(g["slide_id"]) for p, g in sheet_df.groupby("patient_id", sort=True)}
     order = [(p, why) for p, why in choose_patients(pred, task, ckpt.get("class_names")) if p in by_patient]

@@ -6,6 +6,10 @@ with ``stage: segment`` and the reason, and every downstream stage writes a type
 for it; the cohort summary lists it. (A slide whose damage shows only at full resolution fails
 later, in ``embed``: see :func:`duopath.encoding.extract.embed_slide`.)
 With ``on_error="fail"`` it propagates and Snakemake stops. Outputs are written atomically.
+
+:func:`prep_slides` runs both stages over several slides in one process (``duopath wsi-prep``,
+the batched rules of rules/wsi_prep.smk): each slide exactly as the per-slide ``segment`` and
+``tile`` commands would, so the outputs do not depend on how slides are grouped into jobs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -152,6 +158,48 @@ def tile_slide(
         ok = not tiles.empty and meta.get("status") == "ok"
         write_image(qc_out, tiles_picture(base, tiles, meta, cfg.min_tissue_fraction) if ok else base)
     return tiles
+
+
+@dataclass(frozen=True)
+class PrepJob:
+    """One slide of a ``duopath wsi-prep`` job: its file and the five files written for it."""
+
+    slide_path: Path
+    slide_id: str
+    mask_png: Path
+    mask_json: Path
+    mask_qc: Path
+    tiles: Path
+    tiles_qc: Path
+    mpp_override: float | None = None
+
+
+def prep_slides(
+    jobs: Sequence[PrepJob],
+    seg_cfg: SegmentationConfig,
+    tile_cfg: TilingConfig,
+    *,
+    on_error: OnError = "skip",
+) -> list[dict]:
+    """Segment, then tile, every slide of ``jobs`` in turn; returns each slide's mask metadata.
+
+    A bad slide under ``on_error="skip"`` gets its ``failed`` mask JSON and an empty tile table,
+    and the next slide goes on; under ``"fail"`` its error stops the job. A slide's five files
+    are complete (each written atomically) before the next slide starts.
+    """
+    t0 = time.perf_counter()
+    metas = []
+    for job in jobs:
+        meta = segment_slide(job.slide_path, job.slide_id, seg_cfg, mask_png=job.mask_png,
+                             mask_json=job.mask_json, qc_image=job.mask_qc,
+                             mpp_override=job.mpp_override, on_error=on_error)
+        tile_slide(job.mask_png, job.mask_json, tile_cfg, tiles_out=job.tiles, qc_in=job.mask_qc,
+                   qc_out=job.tiles_qc)
+        metas.append(meta)
+    failed = [m["slide_id"] for m in metas if m.get("status") != "ok"]
+    log.info("%d slides segmented and tiled in %.1f s (%d failed%s)", len(metas),
+             time.perf_counter() - t0, len(failed), f": {', '.join(failed)}" if failed else "")
+    return metas
 
 
 def _failed_picture(message: str) -> Image.Image:
