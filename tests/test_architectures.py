@@ -43,10 +43,13 @@ OLD_CHECKPOINTS = Path(__file__).parent / "data" / "checkpoints_v2"
 
 
 def fold(task: str = "survival") -> SimpleNamespace:
-    """The parts of a ``FoldData`` the architectures read: task, classes, gene groups, RNA means."""
+    """The parts of a ``FoldData`` the architectures read: task, classes, gene groups, RNA means,
+    and (survival) the bins and training outcomes of the heads' Kaplan–Meier prior."""
     genes = SimpleNamespace(genes_T=["a", "b", "c"], genes_E=["d", "e"],
                             train_mean_T=np.array([0.1, 0.2, 0.3]), train_mean_E=np.array([1.5, -2.0]))
-    return SimpleNamespace(task=task, n_classes=4 if task == "survival" else 2, genes=genes)
+    train = [SimpleNamespace(time=float(t), event=float(t % 2)) for t in range(1, 21)]
+    return SimpleNamespace(task=task, fold=0, n_classes=4 if task == "survival" else 2, genes=genes,
+                           time_bins=np.array([0.0, 5.0, 10.0, 15.0, np.inf]), samples={"train": train})
 
 
 @pytest.mark.parametrize("arch", list(SECTIONS))
@@ -135,7 +138,8 @@ def test_from_config_copies_by_name_and_refuses_an_unconfigured_field() -> None:
 @pytest.mark.parametrize("name", list(MODELS))
 def test_json_round_trip_through_a_checkpoint_rebuilds_the_model(name: str, tmp_path: Path) -> None:
     arch_type = MODELS[name].arch_type
-    sizes = {"feature_dim": 8, "n_classes": 4, "magnifications": MAGS, "dim": 8, "n_heads": 2}
+    sizes = {"feature_dim": 8, "n_classes": 4, "magnifications": MAGS, "dim": 8, "n_heads": 2,
+             "survival_prior": [-2.0, -1.5, -1.0, np.float32(-0.5)]}
     if arch_type is not StudentArch:
         sizes |= {"n_genes_T": 3, "n_genes_E": 2}
     if arch_type is TeacherArch:

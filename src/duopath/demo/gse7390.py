@@ -102,3 +102,24 @@ def write_gse7390(root: Path | str, *, slide_column: bool = False) -> Gse7390Fil
     write_text(gene_sets, f"{T_SET}\tall probes\t{genes}\n{E_SET}\tall probes\t{genes}\n")
     return Gse7390Files(expression, sheet_path, probe_map, gene_sets,
                         outcome.reset_index())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m duopath.demo.gse7390 DIR``: write the cohort's files into DIR (default
+    ``data/gse7390``), the paths ``examples/gse7390.yaml`` reads."""
+    import argparse
+    import logging
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("root", nargs="?", default="data/gse7390", type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    files = write_gse7390(args.root)
+    logging.getLogger(__name__).info(
+        "GSE7390: %d patients (%d events) written to %s: %s, %s, %s, %s", len(files.patients),
+        int(files.patients["event"].sum()), args.root, files.sheet.name, files.expression.name,
+        files.probe_map.name, files.gene_sets.name)
+
+
+if __name__ == "__main__":
+    main()

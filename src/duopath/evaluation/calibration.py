@@ -10,6 +10,8 @@ prediction frames, never a model):
 * :func:`km_survival` — the **null**: the Kaplan–Meier curve of the fold's TRAINING patients,
   the same for every test patient. A model whose IBS is not below it says nothing about
   anyone's survival that the cohort's average curve did not.
+* :func:`km_bin_hazards` — the same null as per-bin hazards: what a discrete-time survival head
+  is initialised to (``duopath.models.experts``), so an untrained model draws this curve;
 * :func:`interpolated_survival` — the model's own curves with a constant hazard within each bin
   (continuous-time reading of the discrete model) instead of a step at the bin's end.
 * :class:`RiskRecalibration` — a one-covariate Cox model on the model's risk score:
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 #: of evidence that β = 0, so a validation split with a handful of events cannot produce wild
 #: slopes. Fixed a priori (not tuned on any test fold).
 RECALIBRATION_RIDGE = 1.0
+#: Bounds of the Kaplan–Meier bin hazards (:func:`km_bin_hazards`): finite logits (about ±9.2).
+KM_HAZARD_FLOOR = 1e-4
 #: Fewer validation events than this: no slope is fit (β = 0, the validation Kaplan–Meier).
 MIN_RECALIBRATION_EVENTS = 2
 
@@ -70,6 +74,31 @@ def km_survival(train_time: ArrayLike, train_event: ArrayLike, times: ArrayLike,
         knots, surv = kaplan_meier_estimator(e, t)
         curve = step_function(knots, surv, times, before=1.0)
     return np.tile(curve, (n, 1))
+
+
+def km_bin_hazards(train_time: ArrayLike, train_event: ArrayLike, bin_edges: ArrayLike,
+                   floor: float = KM_HAZARD_FLOOR) -> np.ndarray:
+    """The Kaplan–Meier null as a discrete-time model: hazards h [K] of the K bins ``bin_edges``.
+
+    h_k = 1 - KM(end_k) / KM(e_k), so that prod_{j<=k} (1 - h_j) = KM(end_k): a head that outputs
+    these hazards for every patient draws the training patients' Kaplan–Meier curve at the bin
+    edges (the curve :func:`km_survival` scores as the null). ``end_k`` is e_{k+1}, and for the open
+    last bin the longest training follow-up (where the Kaplan–Meier ends; the same end
+    :func:`interpolated_survival` gives that bin). Why the training patients only: the hazards
+    initialise a model of the fold (``duopath.training.architectures``), so they are fit data.
+    Hazards are kept in [floor, 1 - floor] so their logits are finite (a bin without events, or a
+    curve that reaches 0).
+    """
+    edges = np.asarray(bin_edges, dtype=float)
+    if edges.ndim != 1 or edges.size < 2 or not (np.diff(edges) > 0).all():
+        raise ValueError(f"bin_edges must be 1-D and strictly increasing, got {edges.tolist()}")
+    ends = edges[1:].copy()
+    if not np.isfinite(ends[-1]):
+        ends[-1] = max(last_follow_up(train_time), edges[-2])
+    s = np.concatenate([[1.0], km_survival(train_time, train_event, ends, 1)[0]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(s[:-1] > 0, 1.0 - s[1:] / s[:-1], 1.0)
+    return np.clip(h, floor, 1.0 - floor)
 
 
 def interpolated_survival(curve: SurvivalCurve, times: ArrayLike, last_end: float) -> np.ndarray:

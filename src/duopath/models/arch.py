@@ -14,7 +14,8 @@ signature to widen; the model reads it as ``self.arch.<name>``.
 Two kinds of fields:
 
 * data sizes, which come from the fold (:data:`DATA_FIELDS`), declared here: tile feature width,
-  gene-group sizes, classes or survival bins, task, magnifications, the teacher's RNA-mean vectors;
+  gene-group sizes, classes or survival bins, task, magnifications, the teacher's RNA-mean vectors,
+  and the survival heads' starting point (the training patients' Kaplan–Meier hazards);
 * hyper-parameters, from the config section (their meaning: the config field descriptions).
 
 Each value checks itself when built (``__post_init__``), so a bad setting is refused with the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -41,7 +43,7 @@ __all__ = ["DATA_FIELDS", "Architecture", "BaselineArch", "StudentArch", "Teache
 
 DATA_FIELDS: frozenset[str] = frozenset(
     {"feature_dim", "n_genes_T", "n_genes_E", "n_classes", "task", "magnifications",
-     "rna_mean_T", "rna_mean_E"}
+     "rna_mean_T", "rna_mean_E", "survival_prior"}
 )
 """Fields set from the fold's data, not from the config (``training.architectures``)."""
 
@@ -63,6 +65,10 @@ class Architecture:
             patients after training, ``training.gate_fit`` -- and its softmax temperature);
             declared here for the shared checks, their defaults are each family's
             config section's (:func:`configured_by`).
+        survival_prior: survival only, the hazard logits [K] the heads start from (the fold's
+            TRAINING Kaplan–Meier per bin, ``training.architectures.survival_prior``); the heads'
+            weights then start at 0, so the untrained model predicts that curve for everyone
+            (``experts.MultiExpertModel.make_heads``). None: PyTorch's default head init.
     """
 
     feature_dim: int
@@ -74,6 +80,7 @@ class Architecture:
     dropout: float
     gating: str
     gating_temperature: float
+    survival_prior: tuple[float, ...] | None = None
 
     _positive_ints: ClassVar[tuple[str, ...]] = ()
     """Further fields of a family that must be positive integers (checked with the shared ones)."""
@@ -93,6 +100,14 @@ class Architecture:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.survival_prior is not None:
+            prior = tuple(float(v) for v in _flat(self.survival_prior))
+            if self.task != "survival" or len(prior) != self.n_classes:
+                raise ValueError(f"survival_prior needs task 'survival' and {self.n_classes} bins, got "
+                                 f"{len(prior)} values for task {self.task!r}")
+            if not all(math.isfinite(v) for v in prior):
+                raise ValueError(f"survival_prior must be finite logits, got {prior}")
+            self._set("survival_prior", prior)
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)

@@ -76,8 +76,25 @@ class MultiExpertModel(nn.Module):
         self.gate_fixed.copy_(w.to(self.gate_fixed))
 
     def make_heads(self, in_dim: int) -> nn.ModuleDict:
-        """One Linear(in_dim → C) head per expert."""
-        return nn.ModuleDict({k: nn.Linear(in_dim, self.n_classes) for k in self.expert_names})
+        """One Linear(in_dim → C) head per expert, started at ``arch.survival_prior`` if given.
+
+        Why start a survival head at the training Kaplan–Meier (bias = its per-bin hazard logits,
+        weight = 0): with PyTorch's default init every hazard starts near sigmoid(0) = 0.5, i.e. a
+        curve that falls to ~6 % within four bins, and a small learning rate never undoes that,
+        so the trained curves were worse than the Kaplan–Meier null (IBS; bench/gse7390.py). From
+        the null, training moves each patient's curve only as far as the data pull it. The zero
+        weight still gets gradients (∂L/∂W = ∂L/∂z · x), so the head learns from the first step;
+        the weights are drawn first and then overwritten, so every other parameter's initial
+        value (the RNG stream) is the same as without a prior.
+        """
+        heads = nn.ModuleDict({k: nn.Linear(in_dim, self.n_classes) for k in self.expert_names})
+        prior = self.arch.survival_prior
+        if prior is not None:
+            with torch.no_grad():
+                for head in heads.values():
+                    head.weight.zero_()
+                    head.bias.copy_(torch.as_tensor(prior, dtype=head.bias.dtype))
+        return heads
 
     @property
     def param_dtype(self) -> torch.dtype:

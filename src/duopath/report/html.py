@@ -40,6 +40,7 @@ from duopath.evaluation.metrics import (
     pooled_harrell_c,
 )
 from duopath.report.benchmarks import benchmarks_html
+from duopath.report.html_calibration import calibration_section
 from duopath.report.html_figures import heatmap_section, plots_section, unit_of
 from duopath.report.html_parts import (
     ABLATION_HELP,
@@ -441,6 +442,7 @@ def task_section(inp: ReportInputs, task: str) -> str:
         comparison_table(inp, task, models),
         model_patients_table(inp, task),
         plots_section(inp, task),
+        calibration_section(inp, task),
         ablation_table(inp, task),
         paired_section(inp, task),
         heatmap_section(inp, task),

@@ -4,8 +4,9 @@ One function per model family, all through :func:`from_config`: every hyper-para
 family's architecture (``duopath.models.arch``, whose hyper-parameters ARE the ``Arch`` fields of
 its config section) is read from that section by its own name, so a new hyper-parameter needs no
 key list here. The data-dependent sizes (feature width, gene-group sizes, classes or survival
-bins, task, magnifications, the RNA-mean vectors) come from the fold. The result is stored in the
-checkpoint (``Architecture.to_json``), so a checkpoint rebuilds its model without the config.
+bins, task, magnifications, the RNA-mean vectors, the survival heads' Kaplan–Meier starting
+point) come from the fold. The result is stored in the checkpoint (``Architecture.to_json``), so
+a checkpoint rebuilds its model without the config.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel
 
 from duopath.config import BaselinesConfig, StudentConfig, TeacherConfig
+from duopath.evaluation.calibration import km_bin_hazards
 from duopath.models.arch import Architecture, BaselineArch, StudentArch, TeacherArch
 from duopath.training.fold_data import FoldData
 
-__all__ = ["STUDENT_ARCH", "baseline_arch", "from_config", "student_arch", "teacher_arch"]
+__all__ = ["STUDENT_ARCH", "baseline_arch", "from_config", "student_arch", "survival_prior",
+           "teacher_arch"]
 
 STUDENT_ARCH = "student"
 """The ``duopath.models`` registry entry both students (with and without SKD) are built from."""
@@ -50,11 +54,23 @@ def from_config(arch: type[A], sections: Sequence[BaseModel], **fixed: Any) -> A
     return arch(**values)
 
 
+def survival_prior(data: FoldData) -> tuple[float, ...] | None:
+    """The logits of the fold's TRAINING Kaplan–Meier hazards per survival bin (None for
+    classification): where every survival head starts (``arch.Architecture.survival_prior``)."""
+    if data.task != "survival":
+        return None
+    train = data.samples.get("train") or []
+    if data.time_bins is None or not train:
+        raise ValueError(f"fold {data.fold}: the survival prior needs the training samples and bins")
+    h = km_bin_hazards([s.time for s in train], [s.event for s in train], data.time_bins)
+    return tuple(float(v) for v in np.log(h) - np.log1p(-h))
+
+
 def _sizes(data: FoldData, feature_dim: int, magnifications: Sequence[str]) -> dict[str, Any]:
     if not magnifications:
         raise ValueError("cfg.magnifications must be resolved (use variant_config)")
     return {"feature_dim": int(feature_dim), "n_classes": data.n_classes, "task": data.task,
-            "magnifications": tuple(magnifications)}
+            "magnifications": tuple(magnifications), "survival_prior": survival_prior(data)}
 
 
 def _gene_sizes(data: FoldData) -> dict[str, int]:
