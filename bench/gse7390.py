@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from duopath.config import BaselinesConfig, RnaConfig, TeacherConfig
+from duopath.cohort import read_sample_sheet
+from duopath.config import BaselinesConfig, CohortConfig, RnaConfig, TeacherConfig
 from duopath.demo.gse7390 import write_gse7390
 from duopath.evaluation.calibration import calibration_metrics
 from duopath.evaluation.cohort_tables import load_cohort_tables
@@ -70,15 +71,17 @@ def val_scores(run: FoldRun, train_time: np.ndarray, train_event: np.ndarray) ->
 def run(args: argparse.Namespace) -> dict:
     work: Path = args.work
     files = write_gse7390(work)
+    sheet_path = work / "canonical.csv"  # what the DAG's sheet rule writes (no slide columns)
+    sheet = read_sample_sheet(CohortConfig(sample_sheet=files.sheet, rna=files.expression))
+    sheet.to_csv(sheet_path, index=False)
     rna_path = work / "rna.h5ad"
-    build_rna(files.expression, files.sheet, RnaConfig(**files.rna_settings()), rna_path)
-    sheet = pd.read_csv(files.sheet, dtype={"patient_id": str})
+    build_rna(files.expression, sheet_path, RnaConfig(**files.rna_settings()), rna_path)
     teacher = TeacherConfig(device="cpu")  # package defaults: the protocol a real cohort gets
     if args.time_bins:
         teacher = teacher.model_copy(update={"time_bins": args.time_bins})
     baselines = BaselinesConfig()
     spec = model_spec("snn", teacher=teacher, baselines=baselines, tiled_magnifications=["10x", "20x"])
-    patients = pd.DataFrame({"patient_id": sheet["patient_id"], "site": "",
+    patients = pd.DataFrame({"patient_id": sheet["patient_id"].astype(str), "site": "",
                              "stratum": sheet["event"].astype(str)})
     rows = []
     t0 = time.perf_counter()
@@ -94,14 +97,14 @@ def run(args: argparse.Namespace) -> dict:
         todo = [FoldTarget(k, fold_dir["snn", k]) for k in range(args.folds)
                 if not (args.reuse and (fold_dir["snn", k] / "metrics.json").exists())]
         if todo:
-            run_folds_files(spec, todo, sheet=files.sheet, splits=split_path, rna=rna_path,
+            run_folds_files(spec, todo, sheet=sheet_path, splits=split_path, rna=rna_path,
                             features_dir=work / "features", task="survival", seed=seed,
                             cohort="gse7390", progress=False)
         for k in range(args.folds):
             if not (args.reuse and (fold_dir["coxnet", k] / "metrics.json").exists()):
-                run_coxnet_fold(sheet=files.sheet, splits=split_path, rna=rna_path, fold=k, cfg=teacher,
+                run_coxnet_fold(sheet=sheet_path, splits=split_path, rna=rna_path, fold=k, cfg=teacher,
                                 seed=seed, out_dir=fold_dir["coxnet", k], cohort="gse7390")
-        tables = load_cohort_tables(files.sheet, split_path)
+        tables = load_cohort_tables(sheet_path, split_path)
         ev = evaluate_cohort(results, tables, models=list(MODELS), tasks=["survival"], n_boot=10)
         wide = ev.metrics.pivot_table(index=["model", "fold"], columns="metric", values="value",
                                       dropna=False)

@@ -54,6 +54,11 @@ class CoxnetFit:
     genes: list[str] = field(default_factory=list)
     selection: str = "inner_cv"  # or "fallback_first_nonzero" (inner CV undefined everywhere)
 
+    @property
+    def coef(self) -> np.ndarray:
+        """Coefficients at the chosen alpha (the last of the refit path), one per gene."""
+        return np.asarray(self.model.coef_[:, -1], dtype=float)
+
     def risk(self, x: ArrayLike) -> np.ndarray:
         """Linear predictor (higher = worse prognosis)."""
         return np.asarray(self.model.predict(np.asarray(x, dtype=float)), dtype=float)
@@ -152,12 +157,15 @@ def fit_coxnet(
         best = float(np.nanmax(mean_c))
         pick = int(np.flatnonzero(mean_c >= best - 1e-12)[0])  # alphas descend: first = strongest
     alpha = float(alphas[pick])
-    model = CoxnetSurvivalAnalysis(l1_ratio=l1_ratio, alphas=[alpha], fit_baseline_model=True,
+    # Refit along the path down to the chosen alpha (the last one, which predict and the survival
+    # function use): coordinate descent warm-started from the stronger penalties. Fitting the one
+    # small alpha from zero can overflow ("weights are too large"; seen on a GSE7390 fold).
+    model = CoxnetSurvivalAnalysis(l1_ratio=l1_ratio, alphas=alphas[: pick + 1], fit_baseline_model=True,
                                    max_iter=100_000)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=Warning, module="sksurv")
         model.fit(x, y)
-    n_nonzero = int(np.count_nonzero(model.coef_[:, 0]))
+    n_nonzero = int(np.count_nonzero(model.coef_[:, -1]))
     log.info("CoxNet: alpha %.4g (inner-CV C %.3f, %d of %d genes non-zero)", alpha, best,
              n_nonzero, x.shape[1])
     return CoxnetFit(model, alpha, l1_ratio, alphas, mean_c, n_nonzero, list(genes), selection)

@@ -103,7 +103,7 @@ def run_coxnet_fold(
     paths = FoldPaths(Path(out_dir))
     write_json(paths.out_dir / MODEL_FILE, {
         "model": MODEL, "fold": fold, "task": task, "seed": seed, **fit.summary(),
-        "genes": genes, "coef": fit.model.coef_[:, 0].astype(float).tolist(),
+        "genes": genes, "coef": fit.coef.tolist(),
         "time_bins": [float(e) if np.isfinite(e) else None for e in data.time_bins],
     })
     write_table(paths.train_log, pd.DataFrame({
