@@ -23,7 +23,6 @@ Usage: ``python bench/gse7390.py --repeats 3 --folds 5`` (writes bench/results/g
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path

@@ -3,8 +3,8 @@
 
 What must hold (issue 14, "Not done until"): the report gives the C-index and the integrated
 Brier score, and the survival curves the report shows as a model's own are at least as good as
-the Kaplan–Meier null (IBS <= ibs_km, fold-mean) for the SNN or the CoxNet. Only the number of
-folds and epochs is cut (3 folds, 10 epochs) to keep the test short; nothing is tuned on it.
+the Kaplan–Meier null (IBS <= ibs_km, fold-mean) for the SNN or the CoxNet. The example config
+runs as shipped (package defaults: 5 folds, 30 epochs): the claim is about what a user gets.
 """
 
 from __future__ import annotations
@@ -23,11 +23,8 @@ EXAMPLE = REPO / "examples" / "gse7390.yaml"
 def test_gse7390_example_runs_and_its_curves_match_the_kaplan_meier_null(tmp_path) -> None:
     write_gse7390_files([str(tmp_path / "data" / "gse7390")])  # the paths the example reads
     config = yaml.safe_load(EXAMPLE.read_text())
-    config["training"] = {"folds": 3}
-    config["teacher"] = {"optim": {"epochs": 10}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
 
-    run = snakemake(tmp_path, "--cores", "2", "--configfile", "config.yaml")
+    run = snakemake(tmp_path, "--cores", "2", "--configfile", str(EXAMPLE))
     assert run.returncode == 0, run.stderr[-5000:]
     results = tmp_path / config["output_dir"] / "results" / "gse7390"
     summary = pd.read_csv(results / "summary.csv").set_index(["model", "metric"])["mean"]
