@@ -113,8 +113,12 @@ class Architecture:
         object.__setattr__(self, name, value)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain values (tuples as lists): what a checkpoint stores as ``model_kwargs``."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Plain values (tuples as lists): what a checkpoint stores as ``model_kwargs``.
+
+        ``survival_prior`` is left out when None (its default), so the JSON of a model without one
+        is the JSON checkpoints held before the field existed, key for key."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if not (f.name == "survival_prior" and self.survival_prior is None)}
 
     @classmethod
     def from_json(cls: type[A], values: Mapping[str, Any]) -> A:
