@@ -2,11 +2,14 @@
 # and fold (`student`), and the same architecture with the task loss only (`student_nokd`), so
 # the report shows what distillation bought. One job per (cohort, task, model) trains all its
 # folds, each from its own fold's teacher; outputs as the teacher's under
-# results/{cohort}/{task}/{model}/fold{k}/. Both read the teacher
-# checkpoint (its patients, bins/classes and task-loss settings make the comparison paired) and
-# the RNA file (the teacher's inputs for the distillation targets; the student never sees genes).
+# results/{cohort}/{task}/{model}/fold{k}/. Each reads the teacher
+# checkpoint (its split, bins/classes and task-loss settings) and the RNA file (the teacher's
+# inputs for the distillation targets, and who has RNA; the student never sees genes). Every
+# student is scored on every val/test patient with a usable slide; training patients without RNA
+# take the task loss only (student.slide_only_patients: task) or are left out (exclude); the
+# opt-in `student_kdonly` (student.ablations) is the student with exclude, on the same folds.
 # A cohort without RNA has no teacher, so no student (PLAN.students). Logic:
-# duopath.training.student_trainer.
+# duopath.training.run (run_fold), duopath.training.objectives (student_step).
 import re
 
 

@@ -1,7 +1,8 @@
 """A mixed cohort through Snakemake: some patients have a slide and RNA, some a slide only, some
-RNA only. One split table over all patients; each model keeps the patients it can use (teacher
-and student: both; abmil: slide; snn and coxnet: RNA), says why it left the others out, and the
-SNN job does not wait for any slide's features.
+RNA only. One split table over all patients; each model keeps the patients it can use (teacher:
+both; the students and abmil: slide -- the students take the task loss only from training
+patients without RNA, student_kdonly leaves them out of training; snn and coxnet: RNA), says why
+it left the others out, and the SNN job does not wait for any slide's features.
 
 Feature stores, the RNA AnnData and the split table are written by the fixture (as in
 test_training_rule.py), so the DAG runs the model rules and the evaluation only.
@@ -82,7 +83,7 @@ def mixed(tmp_path: Path) -> Path:
         "teacher": {"dim": 8, "n_heads": 2, "n_gene_tokens": 2, "gene_hidden": 8, "attention": "cross",
                     "ablations": [], "time_bins": 2, "feature_cache_gb": 0.1,
                     "optim": {"epochs": 2, "batch_size": 4, "eval_batch_size": 8}},
-        "student": {"dim": 8, "n_heads": 2, "feature_cache_gb": 0.1,
+        "student": {"dim": 8, "n_heads": 2, "feature_cache_gb": 0.1, "ablations": ["kdonly"],
                     "optim": {"epochs": 2, "batch_size": 4, "eval_batch_size": 8}},
         "baselines": {"models": ["abmil", "snn"], "dim": 8, "n_layers": 1, "gene_hidden": 8},
     }
@@ -133,7 +134,8 @@ def test_each_model_uses_the_patients_it_can(mixed: Path) -> None:
 
     expected = {  # model -> (patients it keeps, reason per left-out group)
         "teacher": (BOTH, {"no slide": RNA_ONLY, "no RNA": SLIDE_ONLY}),
-        "student": (BOTH, {"no slide": RNA_ONLY, "no RNA": SLIDE_ONLY}),
+        "student": (BOTH + SLIDE_ONLY, {"no slide": RNA_ONLY}),
+        "student_nokd": (BOTH + SLIDE_ONLY, {"no slide": RNA_ONLY}),
         "abmil": (BOTH + SLIDE_ONLY, {"no slide": RNA_ONLY}),
         "snn": (BOTH + RNA_ONLY, {"no RNA": SLIDE_ONLY}),
         "coxnet": (BOTH + RNA_ONLY, {"no RNA": SLIDE_ONLY}),
@@ -152,5 +154,13 @@ def test_each_model_uses_the_patients_it_can(mixed: Path) -> None:
             pred = pd.read_parquet(mixed / "output" / "results" / "mixed" / "survival" / model /
                                    f"fold{k}" / "predictions.parquet")
             assert set(pred["patient_id"]) <= set(kept)
+    for k in range(FOLDS):  # the ablation: slide-only patients out of training, not out of the test
+        fold = splits[splits["fold"] == k]
+        m, full = fold_metrics(mixed, "student_kdonly", k), fold_metrics(mixed, "student", k)
+        train_slide_only = set(fold.loc[fold["role"] == "train", "patient_id"]) & set(SLIDE_ONLY)
+        assert m["n_patients"]["train"] == full["n_patients"]["train"] - len(train_slide_only)
+        assert full["n_train_without_rna"] == len(train_slide_only) and m["n_train_without_rna"] == 0
+        assert m["n_patients"]["test"] == full["n_patients"]["test"]
+        assert all(m["excluded"][p].startswith("no RNA, in training") for p in train_slide_only)
     metrics = pd.read_csv(mixed / "output" / "results" / "mixed" / "metrics.csv")
-    assert set(metrics["model"]) == set(expected) | {"student_nokd"}
+    assert set(metrics["model"]) == set(expected) | {"student_kdonly"}

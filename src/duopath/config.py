@@ -314,14 +314,26 @@ class TeacherConfig(StrictModel):
         return names
 
 
+STUDENT_ABLATIONS: tuple[str, ...] = ("kdonly",)
+"""Opt-in student variants ``student_<name>``: ``kdonly`` trains on the patients with RNA only."""
+
+
 class StudentConfig(StrictModel):
     """Stage II histology-only student (DESIGN.md "Student", "SKD").
 
-    Two models train per fold on the SAME patients (those the fold's teacher saw): ``student``
-    (task + α·KL + β·MSE from the frozen teacher of the same fold and task) and ``student_nokd``
-    (same architecture, task loss only), so the report shows what distillation bought. The
-    student's width ``dim`` must equal the teacher's (SKD's MSE compares embeddings); null
-    takes it from the teacher checkpoint.
+    Two models train per fold on the SAME patients: ``student`` (task + α·KL + β·MSE from the
+    frozen teacher of the same fold and task) and ``student_nokd`` (same architecture, task loss
+    only), so the report shows what distillation bought. The student's width ``dim`` must equal
+    the teacher's (SKD's MSE compares embeddings); null takes it from the teacher checkpoint.
+
+    Beyond the paper, ``slide_only_patients``: a training patient with a slide but no RNA (the
+    teacher has nothing to distil for it) adds the task loss to the student's training
+    (``task``), or is left out (``exclude``, the paper's setting: students see the teacher's
+    patients). Default ``task``, chosen before any measurement: the student is a slide-only
+    model, a labelled slide is training signal, and the distillation of the other patients is
+    unchanged (bench/README.md measures it). Every student is scored on every validation/test
+    patient with a usable slide either way. ``ablations: [kdonly]`` adds ``student_kdonly``, the
+    student with ``exclude``, on the same folds and test patients.
     """
 
     dim: int | None = Field(None, ge=4, description="d; null = the teacher's (required for SKD)")
@@ -345,7 +357,22 @@ class StudentConfig(StrictModel):
     )
     feature_cache_gb: float = Field(8.0, ge=0)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    slide_only_patients: Literal["task", "exclude"] = Field(
+        "task", description="training patients with a slide but no RNA: task loss only (no KD "
+        "target exists for them), or left out of the students' training")
+    ablations: list[Literal["kdonly"]] = Field(
+        default_factory=list, description="extra students student_<name>: kdonly (trained with "
+        "slide_only_patients: exclude, on the same test patients)")
     optim: OptimConfig = OptimConfig()
+
+    @model_validator(mode="after")
+    def _ablation_differs(self) -> StudentConfig:
+        if "kdonly" in self.ablations and self.slide_only_patients == "exclude":
+            raise ValueError("student.ablations [kdonly] is the student itself when "
+                             "slide_only_patients is exclude: drop it, or set task")
+        if len(set(self.ablations)) != len(self.ablations):
+            raise ValueError(f"duplicate student ablations in {self.ablations}")
+        return self
 
 
 BASELINE_MODELS: dict[str, str] = {

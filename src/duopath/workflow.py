@@ -25,6 +25,7 @@ from duopath.training.variants import (
     STUDENT_MODELS,
     baseline_names,
     model_names,
+    student_model_names,
     variant_config,
 )
 
@@ -55,7 +56,7 @@ class Plan:
                 variant_config(cfg.teacher, model, self.magnifications)
             except ValueError as err:
                 raise ConfigError(f"config.yaml, teacher.ablations: {err}") from None
-        self.student_models = list(STUDENT_MODELS)
+        self.student_models = student_model_names(cfg.student)  # + opt-in student.ablations
         # the validated config's hash: the report shows it (provenance)
         self.config_hash = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
 
@@ -228,7 +229,8 @@ class Plan:
         return self.allowed_models(cohort, list(self.teacher_models))[0] if self.has_teacher(cohort) else []
 
     def students(self, cohort: str) -> list[str]:
-        """Both students, when there is a teacher to distil from and some patient has a slide."""
+        """The students (and their configured ablations), when there is a teacher to distil from
+        and some patient has a slide."""
         if not self.teachers(cohort):
             return []
         return self.allowed_models(cohort, list(self.student_models))[0]

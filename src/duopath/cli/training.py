@@ -119,7 +119,7 @@ def train_student(
     fold: Folds,
     settings: Annotated[str, typer.Option("--settings", help="JSON of the `student:` config section")],
     out_dir: OutDirs,
-    model: Annotated[str, typer.Option("--model", help="student | student_nokd")] = "student",
+    model: Annotated[str, typer.Option("--model", help="student | student_nokd | student_kdonly")] = "student",
     task: opt.Task = "survival",
     seed: opt.Seed = 1337,
     cohort: opt.Cohort = "",
@@ -128,12 +128,12 @@ def train_student(
 ) -> None:
     """Train the histology-only student (with or without SKD) on each given fold; write its outputs."""
     from duopath.config import StudentConfig
-    from duopath.training.variants import STUDENT_MODELS
+    from duopath.training.variants import STUDENT_VARIANTS
 
     opt.check_task(task)
     targets = fold_targets(fold, out_dir, teacher)
-    if model not in STUDENT_MODELS:
-        raise typer.BadParameter(f"--model must be one of {STUDENT_MODELS}, got {model!r}")
+    if model not in STUDENT_VARIANTS:
+        raise typer.BadParameter(f"--model must be one of {STUDENT_VARIANTS}, got {model!r}")
     cfg = StudentConfig.model_validate_json(settings)
     # the magnifications come from a teacher checkpoint; each fold checks its own teacher's
     run_model_folds(model, targets, {"student": cfg, "teacher_checkpoint": teacher[0]},

@@ -26,6 +26,9 @@ class Sample:
     is subsampled there in training), so a sample list costs no feature memory.
     ``target`` is the class index or the survival time bin; ``time``/``event`` are NaN when
     the sheet has none (classification cohorts); ``label`` is the sheet's label text.
+    ``has_rna`` False: the patient has no measured RNA (its gene vectors are NaN, or the training
+    mean under ``teacher.missing_rna: mean``); a student takes only the task loss from it, since
+    its teacher has nothing real to distil (``objectives.student_step``).
     """
 
     patient_id: str
@@ -35,6 +38,7 @@ class Sample:
     event: float
     time: float
     label: str = ""
+    has_rna: bool = True
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Batch:
 
     ``parent[m]`` [B, N_m] indexes the coarser magnification's PADDED bag (each sample's real
     tiles come first, so no shift is needed); -1 on padding and at the coarsest magnification.
+    ``has_rna`` [B] bool: which samples carry measured RNA (``Sample.has_rna``).
     """
 
     patient_ids: list[str]
@@ -55,6 +60,7 @@ class Batch:
     targets: Tensor
     events: Tensor
     times: Tensor
+    has_rna: Tensor
 
     def to(self, device: torch.device | str) -> Batch:
         def mv(d: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -62,7 +68,30 @@ class Batch:
 
         return Batch(self.patient_ids, mv(self.feats), mv(self.mask), mv(self.coords), mv(self.parent),
                      self.genes_T.to(device), self.genes_E.to(device), self.targets.to(device),
-                     self.events.to(device), self.times.to(device))
+                     self.events.to(device), self.times.to(device), self.has_rna.to(device))
+
+    def select(self, rows: Sequence[int]) -> Batch:
+        """The batch of samples ``rows`` only, padding trimmed: equal to :func:`collate` of those
+        samples' bags (real tiles come first, so trimming to the longest kept bag is exact).
+
+        Why: a student's teacher targets are computed on the samples with RNA only, from the very
+        tiles the student saw in this step.
+        """
+        if not rows:
+            raise ValueError("select needs at least one row")
+        idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.targets.device)
+        feats, mask, coords, parent = {}, {}, {}, {}
+        for m in self.feats:
+            keep = self.mask[m].index_select(0, idx)
+            n = int(keep.sum(dim=1).max())
+            mask[m] = keep[:, :n]
+            feats[m] = self.feats[m].index_select(0, idx)[:, :n]
+            coords[m] = self.coords[m].index_select(0, idx)[:, :n]
+            parent[m] = self.parent[m].index_select(0, idx)[:, :n]
+        return Batch([self.patient_ids[i] for i in rows], feats, mask, coords, parent,
+                     self.genes_T.index_select(0, idx), self.genes_E.index_select(0, idx),
+                     self.targets.index_select(0, idx), self.events.index_select(0, idx),
+                     self.times.index_select(0, idx), self.has_rna.index_select(0, idx))
 
 
 def collate(
@@ -102,4 +131,5 @@ def collate(
         targets=torch.tensor([s.target for s in samples], dtype=torch.long),
         events=torch.tensor([s.event for s in samples], dtype=torch.float32),
         times=torch.tensor([s.time for s in samples], dtype=torch.float32),
+        has_rna=torch.tensor([s.has_rna for s in samples], dtype=torch.bool),
     )

@@ -7,6 +7,13 @@ Protocol (DESIGN.md "Known defects of the reference code" is the list of what NO
 * **Everything fit from data is fit on the TRAINING patients of the fold**: survival time bins
   (quartiles of training uncensored times), class names and class weights, the RNA z-score
   scaler, and the RNA-mean ablation's mean vector.
+* **Students** (``student`` argument of :func:`prepare_fold`) read slides only, so every
+  validation and test patient with a usable slide and an outcome is kept, RNA or not (the
+  students are scored on the same patients as each other and as the slide-only baselines);
+  training patients without RNA are kept for the task loss (``student.slide_only_patients:
+  task``) or left out (``exclude``). The time bins and class names are fit on the training
+  patients the fold's TEACHER used (the student's outputs are distilled from its bins); the
+  class weights on the student's own training patients (they weight its task loss).
 
 :class:`CohortInputs` holds what every fold of one (cohort, task, model) reads -- the sample sheet,
 the split table, the RNA AnnData and the feature stores with their in-memory cache -- so a caller
@@ -167,10 +174,15 @@ def prepare_fold(
     *,
     task: str,
     cfg: TeacherConfig,
+    student: str | None = None,
 ) -> FoldData:
     """Samples of one fold (see module docstring for what is fit where).
 
     ``adata`` None: the cohort has no RNA; samples carry empty gene vectors (slide-only models).
+    ``cfg``: the teacher settings (a student passes its fold teacher's); ``student``: None for the
+    teacher, its ablations and the baselines, else the student's ``slide_only_patients``
+    (``task`` | ``exclude``). A sample without measured RNA has ``has_rna`` False (and NaN genes
+    when nothing stands in for them), so a student never asks its teacher about it.
     """
     roles = fold_roles(splits, fold)
     outcomes = patient_outcomes(sheet)
@@ -191,8 +203,9 @@ def prepare_fold(
                 excluded[pid] = "no survival time/event"
             elif task == "classification" and not row["label"]:
                 excluded[pid] = "no label"
-            elif pid not in have_rna and cfg.missing_rna == "exclude":
-                excluded[pid] = "no RNA (teacher.missing_rna: exclude)"
+            elif pid not in have_rna and not _keeps_without_rna(role, cfg, student):
+                excluded[pid] = ("no RNA (teacher.missing_rna: exclude)" if student is None
+                                 else f"no RNA, in training (student.slide_only_patients: {student})")
             else:
                 keep.append(pid)
         roles[role] = keep
@@ -203,11 +216,17 @@ def prepare_fold(
                         f"({ {r: len(v) for r, v in roles.items()} })")
 
     train = roles["train"]
+    # the teacher's training patients: what the output space (bins, classes) is fit on
+    fit_on = [p for p in train if p in have_rna or cfg.missing_rna == "mean"]
+    if not fit_on:
+        raise DataError(f"fold {fold}: no training patient has RNA, so there is no teacher to fit "
+                        "the survival bins / classes on")
     everyone = [p for r in ROLES for p in roles[r]]
     genes = (no_genes(everyone) if adata is None
-             else fold_genes(adata, train, roles["val"] + roles["test"], everyone, cfg.missing_rna))
+             else fold_genes(adata, [p for p in train if p in have_rna], roles["val"] + roles["test"],
+                             everyone, cfg.missing_rna))
     data = FoldData(fold=fold, task=task, samples={}, genes=genes, excluded=excluded)
-    tr = outcomes.loc[train]
+    tr = outcomes.loc[fit_on]
     if task == "survival":
         data.time_bins = fit_bins(tr["time"].to_numpy(), tr["event"].astype(int).to_numpy(),
                                   cfg.time_bins, fold)
@@ -215,12 +234,17 @@ def prepare_fold(
         data.class_names = sorted(tr["label"].unique())
         if len(data.class_names) < 2:
             raise DataError(f"fold {fold}: training patients have one class only {data.class_names}")
-        unseen = sorted(set(outcomes.loc[[p for r in ("val", "test") for p in roles[r]], "label"])
-                        - set(data.class_names))
+        others = [p for r in ("val", "test") for p in roles[r]] + [p for p in train if p not in fit_on]
+        unseen = sorted(set(outcomes.loc[others, "label"]) - set(data.class_names))
         if unseen:
-            raise DataError(f"fold {fold}: labels {unseen} occur in val/test but not in training")
+            raise DataError(f"fold {fold}: labels {unseen} occur in val/test (or in training patients "
+                            "without RNA) but not in the teacher's training patients")
         index = {c: i for i, c in enumerate(data.class_names)}
-        data.class_weights = class_weights([index[v] for v in tr["label"]], len(data.class_names))
+        data.class_weights = class_weights([index[v] for v in outcomes.loc[train, "label"]],
+                                           len(data.class_names))
+    # genes of a patient without RNA (none imputed): never read, a student does not ask its
+    # teacher about such a patient; NaN so that a mistake could not pass unnoticed
+    no_rna = (np.full(len(genes.genes_T), np.nan, np.float32), np.full(len(genes.genes_E), np.nan, np.float32))
     for role in ROLES:
         out = []
         for pid in roles[role]:
@@ -229,10 +253,21 @@ def prepare_fold(
                 target = int(assign_bins([row["time"]], data.time_bins)[0])
             else:
                 target = data.class_names.index(row["label"])
-            g_t, g_e = genes.values[pid]
+            g_t, g_e = genes.values.get(pid, no_rna)
             out.append(Sample(pid, g_t, g_e, target, float(row["event"]), float(row["time"]),
-                              str(row["label"])))
+                              str(row["label"]), has_rna=pid in have_rna))
         data.samples[role] = out
-    log.info("fold %d: %s patients (train/val/test); %d left out", fold,
-             "/".join(str(len(data.samples[r])) for r in ROLES), len(excluded))
+    n_without = {r: sum(not s.has_rna for s in data.samples[r]) for r in ROLES}
+    log.info("fold %d: %s patients (train/val/test), of which %s without RNA; %d left out", fold,
+             "/".join(str(len(data.samples[r])) for r in ROLES),
+             "/".join(str(n_without[r]) for r in ROLES), len(excluded))
     return data
+
+
+def _keeps_without_rna(role: str, cfg: TeacherConfig, student: str | None) -> bool:
+    """Whether a patient without RNA is kept in ``role`` (module docstring)."""
+    if student is None:
+        return cfg.missing_rna == "mean"
+    if student not in ("task", "exclude"):
+        raise ValueError(f"student.slide_only_patients must be 'task' or 'exclude', got {student!r}")
+    return role != "train" or student == "task"

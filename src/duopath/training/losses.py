@@ -305,7 +305,8 @@ def igc_loss(
 
 
 def distillation_kl(
-    student_logits: Tensor, teacher_logits: Tensor, task: str, temperature: float = 2.0
+    student_logits: Tensor, teacher_logits: Tensor, task: str, temperature: float = 2.0,
+    reduction: str = "mean",
 ) -> Tensor:
     """Hinton distillation term, ×T², averaged over the batch; the teacher is detached.
 
@@ -314,6 +315,7 @@ def distillation_kl(
     Classification: softmax at temperature T over classes. Survival: the logits are per-bin
     hazards, not a softmax over bins, so the KL is taken over each bin's Bernoulli
     (h, 1-h) at temperature T (h = sigmoid(z/T)) and summed over bins.
+    ``reduction``: "mean" over the batch, or "none" (per sample, [B], still ×T²).
     """
     t = teacher_logits.detach() / temperature
     s = student_logits / temperature
@@ -327,6 +329,10 @@ def distillation_kl(
         ).sum(dim=-1)
     else:
         raise ValueError(f"task must be 'survival' or 'classification', got {task!r}")
+    if reduction == "none":
+        return per * temperature**2
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     return per.mean() * temperature**2
 
 
@@ -349,11 +355,18 @@ def skd_loss(
     alpha: float = 0.01,
     beta: float = 0.01,
     temperature: float = 2.0,
+    kd_rows: Tensor | None = None,
 ) -> SKDLoss:
     """Σ_m task(student_m) + α·KL(student_m, teacher_m) + β·MSE([X_S^T;X_S^E], [X_R^T;X_R^E]).
 
     ``task_loss`` maps student logits [B, C] to the task loss (targets bound by the caller).
     The reference weights are α = β = 0.01 (DESIGN.md). The teacher is detached.
+
+    ``kd_rows`` (long [R]): the student rows the teacher output belongs to (the patients with RNA;
+    ``teacher`` then has R rows); None = every row. The task loss covers every row; the KL and
+    MSE are summed over the ``kd_rows`` and divided by the batch size B -- a per-sample mask with
+    weight 0 on patients without RNA -- so each distilled patient weighs the same whatever the
+    batch's mix, and a batch where every patient has RNA gives exactly the unmasked mean.
     """
     if not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -362,8 +375,17 @@ def skd_loss(
         if m not in teacher.logits_by_mag:
             raise KeyError(f"teacher has no {m!r} expert to distil from")
         parts["task"].append(task_loss(logits))
-        parts["kl"].append(distillation_kl(logits, teacher.logits_by_mag[m], task, temperature))
-        target = teacher.joint_embedding(m).detach()
-        parts["mse"].append(F.mse_loss(student.joint_embedding(m), target))
+        n = logits.shape[0]
+        s_logits, s_emb = logits, student.joint_embedding(m)
+        if kd_rows is not None:
+            s_logits, s_emb = s_logits.index_select(0, kd_rows), s_emb.index_select(0, kd_rows)
+        t_logits, t_emb = teacher.logits_by_mag[m], teacher.joint_embedding(m).detach()
+        if t_logits.shape[0] != s_logits.shape[0]:
+            raise ValueError(f"teacher output has {t_logits.shape[0]} rows for {s_logits.shape[0]} "
+                             "distilled student rows")
+        kl = distillation_kl(s_logits, t_logits, task, temperature, reduction="none")
+        mse = ((s_emb - t_emb) ** 2).mean(dim=-1)
+        parts["kl"].append(kl.sum() / n)
+        parts["mse"].append(mse.sum() / n)
     task_t, kl_t, mse_t = (torch.stack(parts[k]).sum() for k in ("task", "kl", "mse"))
     return SKDLoss(total=task_t + alpha * kl_t + beta * mse_t, task=task_t, kl=kl_t, mse=mse_t)

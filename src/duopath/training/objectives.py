@@ -7,6 +7,10 @@
 * **Student** (SKD): Σ_m task(student_m) + α·KL(student_m ‖ teacher_m, T)·T² + β·MSE of the
   [X^T ; X^E] embeddings (:func:`duopath.training.losses.skd_loss`) against the frozen teacher;
   ``student_nokd``: the task loss only.
+* **Patients without RNA** (a slide only: ``student.slide_only_patients: task``) enter the
+  student's batches with the task loss only: the teacher is run on the batch's patients WITH
+  RNA (``Batch.select``) and the KD terms are masked per sample (``losses.skd_loss``'s
+  ``kd_rows``), so no teacher output is ever computed for a patient it has no RNA for.
 
 Teacher targets: the teacher runs under ``no_grad`` in eval mode on the SAME subsampled tiles as
 the student at every step (with ``max_tiles_train`` the bag differs per step, so a per-epoch
@@ -122,7 +126,8 @@ def student_step(model: nn.Module, data: FoldData, cfg: StudentConfig, teacher_c
                  mags: Sequence[str], targets: TeacherTargets | None) -> StepFn:
     """The student's step: SKD against ``targets`` (the frozen teacher), or the task loss only
     (``targets`` None: ``student_nokd``). ``teacher_cfg`` holds the task-loss settings, so the
-    students optimise the teacher's task objective."""
+    students optimise the teacher's task objective. Samples without RNA get the task loss only
+    (module docstring); a batch without any skips the teacher."""
 
     def step(chunk: list[Sample], batch: Batch) -> Step:
         out = model(batch.feats, batch.mask, batch.coords)
@@ -130,11 +135,17 @@ def student_step(model: nn.Module, data: FoldData, cfg: StudentConfig, teacher_c
         def task_fn(logits: Tensor) -> Tensor:
             return task_loss(logits, batch.targets, batch.events, batch.times, data, teacher_cfg)
 
-        if targets is None:
+        rows = [i for i, s in enumerate(chunk) if s.has_rna]
+        if targets is None or not rows:
             task = torch.stack([task_fn(out.logits_by_mag[m]) for m in mags]).sum()
             return Step(task, {"train_task_loss": task, "train_kl_loss": 0.0, "train_mse_loss": 0.0})
-        parts = skd_loss(out, targets(chunk, batch), task_fn, task=data.task, alpha=cfg.alpha,
-                         beta=cfg.beta, temperature=cfg.temperature)
+        if len(rows) == len(chunk):
+            teacher_out, kd_rows = targets(chunk, batch), None
+        else:
+            teacher_out = targets([chunk[i] for i in rows], batch.select(rows))
+            kd_rows = torch.as_tensor(rows, dtype=torch.long, device=batch.targets.device)
+        parts = skd_loss(out, teacher_out, task_fn, task=data.task, alpha=cfg.alpha,
+                         beta=cfg.beta, temperature=cfg.temperature, kd_rows=kd_rows)
         return Step(parts.total, {"train_task_loss": parts.task, "train_kl_loss": cfg.alpha * parts.kl,
                                   "train_mse_loss": cfg.beta * parts.mse})
 
@@ -155,6 +166,9 @@ class TeacherTargets:
 
     def __call__(self, chunk: Sequence[Sample], batch) -> ModelOutput:
         ids = [s.patient_id for s in chunk]
+        without = [s.patient_id for s in chunk if not s.has_rna]
+        if without:  # the student step selects the rows with RNA; anything else is a bug
+            raise ValueError(f"teacher targets asked for patients without RNA: {without}")
         if not self.cache or any(p not in self._cache for p in ids):
             out = self._run(batch)
             if not self.cache:

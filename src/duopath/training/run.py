@@ -10,12 +10,15 @@ training itself (bench/results/demo_profile.json), and a fold's result does not 
 other folds ran in the same process (every fold seeds its own RNGs, ``loop.fold_seeds``), so one
 fold alone (``--fold k``) reproduces it exactly. :func:`run_fold_files` is the one-fold form.
 
-Students read the teacher checkpoint of the SAME fold and task: the fold's patients, survival
-bins / class names and task-loss settings are the teacher's, so the two students and the teacher
-are scored on exactly the same test patients (a patient the teacher could not see -- no RNA under
-``missing_rna: exclude`` -- is left out of both students too, logged, so the comparison stays
-paired). The checkpoint's gene lists are checked against the re-prepared fold, so a changed RNA
-file fails loudly instead of feeding the teacher shuffled genes.
+Students read the teacher checkpoint of the SAME fold and task: the fold's split, survival bins /
+class names and task-loss settings are the teacher's. A student reads slides only, so it is
+scored on every validation and test patient with a usable slide -- RNA or not -- and every
+student variant on the same ones (paired with each other and with the slide-only baselines; with
+the teacher on the patients both have, which the report's patients-per-model table states).
+Training patients without RNA take the task loss only, or are left out
+(``student.slide_only_patients``; ``fold_data.prepare_fold``). The checkpoint's gene lists are
+checked against the re-prepared fold, so a changed RNA file fails loudly instead of feeding the
+teacher shuffled genes.
 """
 
 from __future__ import annotations
@@ -50,9 +53,11 @@ from duopath.training.outputs import (
     write_fold_outputs,
 )
 from duopath.training.variants import (
-    STUDENT_MODELS,
+    STUDENT_VARIANTS,
+    distils,
     model_kind,
     registry_name,
+    student_variant_config,
     variant_config,
 )
 
@@ -104,7 +109,8 @@ def model_spec(
         if student is None or teacher_checkpoint is None:
             raise ValueError(f"{model} needs the student settings and a teacher checkpoint")
         _, meta = load_model(teacher_checkpoint, ("teacher",))
-        return ModelSpec(model, kind, tuple(meta["magnifications"]), student=student)
+        return ModelSpec(model, kind, tuple(meta["magnifications"]),
+                         student=student_variant_config(student, model))
     if teacher is None:
         raise ValueError(f"{model} needs the teacher settings")
     variant = variant_config(teacher, model, list(tiled_magnifications))
@@ -232,7 +238,8 @@ def run_fold(
     protocol = teacher.settings if teacher is not None else spec.teacher
     assert protocol is not None
     data = prepare_fold(inputs.sheet, inputs.splits, fold, inputs.store, inputs.adata, task=task,
-                        cfg=protocol)
+                        cfg=protocol,
+                        student=None if spec.student is None else spec.student.slide_only_patients)
     if teacher is not None:
         check_teacher_fold(teacher, data)
     device = resolve_device(spec.settings.device)
@@ -242,7 +249,7 @@ def run_fold(
     else:
         log.info("teacher %s (sha256 %s)", teacher.path, teacher.sha256[:12])
         result = train_fold(spec, data, inputs.store, seed=seed, device=device, progress=progress,
-                            teacher=teacher.model if spec.model == "student" else None,
+                            teacher=teacher.model if distils(spec.model) else None,
                             teacher_cfg=protocol, teacher_dim=int(teacher.meta["model_kwargs"]["dim"]))
     return _write(spec, result, data, inputs.store, FoldPaths(Path(out_dir)), cohort=cohort, seed=seed,
                   teacher=teacher)
@@ -264,11 +271,16 @@ def _write(spec: ModelSpec, result: FoldResult, data: FoldData, store: BagStore,
                               settings=settings, seed=seed),
                 "risk_threshold": threshold, "tiling": tile_settings(store, mags),
                 "teacher": {"checkpoint": str(teacher.path), "sha256": teacher.sha256,
-                            "distilled": spec.model == "student"},
+                            "distilled": distils(spec.model)},
                 # what `duopath predict` compares a new slide with (risk percentile, out of distribution)
                 "reference": training_reference((store.get(x.patient_id) for x in data.samples["train"]),
                                                 mags, result.inner_predictions, data.task)}
-        extra = {"risk_threshold": threshold, "teacher_sha256": teacher.sha256}
+        assert spec.student is not None
+        extra = {"risk_threshold": threshold, "teacher_sha256": teacher.sha256,
+                 "slide_only_patients": spec.student.slide_only_patients,
+                 # training patients without RNA: the task loss only (no teacher target)
+                 "n_train_without_rna": sum(not s.has_rna for s in data.samples["train"]),
+                 "n_test_without_rna": sum(not s.has_rna for s in data.samples["test"])}
     return write_fold_outputs(paths, result, data, store, kind=spec.kind, meta=meta, cohort=cohort,
                               model=spec.model, seed=seed, selection=spec.settings.optim.select_on,
                               extra_metrics=extra)
@@ -309,8 +321,8 @@ def run_folds_files(
     if len(set(folds)) != len(folds):
         raise ValueError(f"{spec.model}: folds given more than once: {folds}")
     if spec.kind == "student":
-        if spec.model not in STUDENT_MODELS:
-            raise ValueError(f"model must be one of {STUDENT_MODELS}, got {spec.model!r}")
+        if spec.model not in STUDENT_VARIANTS:
+            raise ValueError(f"model must be one of {STUDENT_VARIANTS}, got {spec.model!r}")
         missing = [t.fold for t in targets if t.teacher_checkpoint is None]
         if missing:
             raise ValueError(f"{spec.model} needs the teacher checkpoint of folds {missing}")

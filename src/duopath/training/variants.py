@@ -8,20 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from duopath.config import BASELINE_MODELS, TEACHER_ABLATIONS, BaselinesConfig, TeacherConfig
+from duopath.config import (
+    BASELINE_MODELS,
+    STUDENT_ABLATIONS,
+    TEACHER_ABLATIONS,
+    BaselinesConfig,
+    StudentConfig,
+    TeacherConfig,
+)
 
-__all__ = ["BASE_MODEL", "STUDENT_MODELS", "baseline_names", "model_kind", "model_names",
-           "registry_name", "variant_config"]
+__all__ = ["BASE_MODEL", "STUDENT_MODELS", "STUDENT_VARIANTS", "baseline_names", "distils", "model_kind",
+           "model_names", "registry_name", "student_model_names", "student_variant_config",
+           "variant_config"]
 
 BASE_MODEL = "teacher"
 STUDENT_MODELS: tuple[str, ...] = ("student", "student_nokd")
-"""The histology-only students: distilled from the fold's teacher (SKD), and without KD."""
+"""The histology-only students every cohort with a teacher trains: distilled from the fold's
+teacher (SKD), and without KD."""
+
+STUDENT_VARIANTS: tuple[str, ...] = STUDENT_MODELS + tuple(f"student_{a}" for a in STUDENT_ABLATIONS)
+"""Every student name, the opt-in ablations (``student.ablations``) included."""
 
 
 def model_kind(model: str) -> str:
     """``teacher`` (the teacher and its ablations), ``baseline`` or ``student``: what a trained model
     name is, which decides its objective and its checkpoint kind (``duopath.checkpoints.KINDS``)."""
-    if model in STUDENT_MODELS:
+    if model in STUDENT_VARIANTS:
         return "student"
     if model in BASELINE_MODELS:
         return "baseline"
@@ -82,6 +94,31 @@ def variant_config(cfg: TeacherConfig, model: str, magnifications: Sequence[str]
             f"magnification of the tiling {list(magnifications)}"
         )
     return cfg.model_copy(update=updates)
+
+
+# --------------------------------------------------------------------------- students
+
+
+def student_model_names(cfg: StudentConfig) -> list[str]:
+    """``student``, ``student_nokd`` and one ``student_<ablation>`` per ``student.ablations``."""
+    return list(STUDENT_MODELS) + [f"student_{a}" for a in cfg.ablations]
+
+
+def distils(model: str) -> bool:
+    """Whether a student is distilled from its fold's teacher (all but ``student_nokd``)."""
+    return model in STUDENT_VARIANTS and model != "student_nokd"
+
+
+def student_variant_config(cfg: StudentConfig, model: str) -> StudentConfig:
+    """The student settings of ``model``: ``student_kdonly`` is the student trained on the
+    patients its teacher can distil only (``slide_only_patients: exclude``) -- the ablation that
+    shows what the task loss on slide-only patients adds. It is scored on the same validation and
+    test patients as the others (``fold_data.prepare_fold``), so the comparison is paired."""
+    if model not in STUDENT_VARIANTS:
+        raise ValueError(f"unknown student {model!r}: one of {list(STUDENT_VARIANTS)}")
+    if model == "student_kdonly":
+        return cfg.model_copy(update={"slide_only_patients": "exclude"})
+    return cfg
 
 
 # --------------------------------------------------------------------------- baselines
