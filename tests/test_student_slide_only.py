@@ -165,12 +165,13 @@ def mixed_rna(cohort: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:  
     return path
 
 
-def fold_of(cohort: dict, rna: Path, student: str | None):  # noqa: F811
+def fold_of(cohort: dict, rna: Path, student: str | None, missing_rna: str = "exclude"):  # noqa: F811
     sheet = pd.read_csv(cohort["sheet"], dtype={"label": str})
     slides = {p: list(g["slide_id"]) for p, g in sheet.groupby("patient_id")}
     store = BagStore(slides, cohort["features"], MAGS)
+    cfg = small_cfg().model_copy(update={"missing_rna": missing_rna})
     return prepare_fold(sheet, pd.read_csv(cohort["splits"]), 0, store, ad.read_h5ad(rna),
-                        task="survival", cfg=small_cfg(), student=student)
+                        task="survival", cfg=cfg, student=student)
 
 
 def ids(data, role: str) -> set[str]:
@@ -196,6 +197,16 @@ def test_fold_patients_of_the_teacher_and_of_each_student_setting(cohort: dict, 
     assert np.isnan(gone.genes_T).all()
     assert exclude.excluded[gone.patient_id].startswith("no RNA, in training")
     assert gone.patient_id not in task.excluded
+
+
+def test_imputed_rna_counts_as_slide_only_for_the_student(cohort: dict, mixed_rna: Path) -> None:  # noqa: F811
+    """Under teacher.missing_rna: mean the teacher trains on imputed patients; a student marks them
+    without RNA (no KD), and with exclude leaves them out -- still on the teacher's bins."""
+    teacher, exclude = (fold_of(cohort, mixed_rna, s, "mean") for s in (None, "exclude"))
+    imputed = {s.patient_id for s in teacher.samples["train"] if not s.has_rna}
+    assert imputed and not np.isnan(teacher.samples["train"][0].genes_T).any()
+    assert ids(exclude, "train") == ids(teacher, "train") - imputed
+    np.testing.assert_array_equal(exclude.time_bins, teacher.time_bins)
 
 
 def test_student_variants_names_and_settings() -> None:

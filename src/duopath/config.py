@@ -333,7 +333,9 @@ class StudentConfig(StrictModel):
     model, a labelled slide is training signal, and the distillation of the other patients is
     unchanged (bench/README.md measures it). Every student is scored on every validation/test
     patient with a usable slide either way. ``ablations: [kdonly]`` adds ``student_kdonly``, the
-    student with ``exclude``, on the same folds and test patients.
+    student with ``exclude``, on the same folds and test patients. Under ``teacher.missing_rna:
+    mean`` a patient whose RNA the teacher imputed counts as slide-only too: the teacher's output
+    on the training mean is not a target worth distilling.
     """
 
     dim: int | None = Field(None, ge=4, description="d; null = the teacher's (required for SKD)")

@@ -193,17 +193,23 @@ def prepare_fold(
     for pid, why in store.excluded.items():
         excluded[pid] = why
     have_rna = set(outcomes.index) if adata is None else set(map(str, adata.obs_names))
+    fit_on: list[str] = []  # the teacher's training patients: the output space (bins, classes)
     for role in ROLES:
         keep = []
         for pid in roles[role]:
             row = outcomes.loc[pid]
             if pid not in store.slides:
                 excluded.setdefault(pid, "no usable slide")
-            elif task == "survival" and not (np.isfinite(row["time"]) and np.isfinite(row["event"])):
+                continue
+            if task == "survival" and not (np.isfinite(row["time"]) and np.isfinite(row["event"])):
                 excluded[pid] = "no survival time/event"
-            elif task == "classification" and not row["label"]:
+                continue
+            if task == "classification" and not row["label"]:
                 excluded[pid] = "no label"
-            elif pid not in have_rna and not _keeps_without_rna(role, cfg, student):
+                continue
+            if role == "train" and (pid in have_rna or _keeps_without_rna(role, cfg, None)):
+                fit_on.append(pid)
+            if pid not in have_rna and not _keeps_without_rna(role, cfg, student):
                 excluded[pid] = ("no RNA (teacher.missing_rna: exclude)" if student is None
                                  else f"no RNA, in training (student.slide_only_patients: {student})")
             else:
@@ -216,8 +222,6 @@ def prepare_fold(
                         f"({ {r: len(v) for r, v in roles.items()} })")
 
     train = roles["train"]
-    # the teacher's training patients: what the output space (bins, classes) is fit on
-    fit_on = [p for p in train if p in have_rna or cfg.missing_rna == "mean"]
     if not fit_on:
         raise DataError(f"fold {fold}: no training patient has RNA, so there is no teacher to fit "
                         "the survival bins / classes on")
