@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 import yaml
 
 from duopath import layout
@@ -54,6 +55,18 @@ def test_models_tasks_and_folds_of_a_cohort(tmp_path: Path) -> None:
     assert len(metrics) == 7 * 3 and "output/results/with/survival/snn/fold2/metrics.json" in metrics
     assert "output/results/with/report.html" in plan.targets("with")
     assert "output/qc/with/wsi_summary.csv" in plan.targets("with")
+
+
+def test_student_ablation_is_one_config_switch_away(tmp_path: Path) -> None:
+    """student.ablations [kdonly] adds student_kdonly after the two students (jobs, report);
+    it duplicates the student under slide_only_patients: exclude, which the config refuses."""
+    raw = {"cohorts": {"with": user_cohort(tmp_path, rna=True) | {"tasks": ["survival"]}},
+           "teacher": {"ablations": []}, "baselines": {"models": []}, "student": {"ablations": ["kdonly"]}}
+    plan = plan_of(raw)
+    assert plan.students("with") == ["student", "student_nokd", "student_kdonly"]
+    assert "output/results/with/survival/student_kdonly/fold0/metrics.json" in plan.targets("with")
+    with pytest.raises(ValidationError, match="kdonly"):
+        plan_of(raw | {"student": {"ablations": ["kdonly"], "slide_only_patients": "exclude"}})
 
 
 def test_coxnet_runs_the_survival_task_only(tmp_path: Path) -> None:
