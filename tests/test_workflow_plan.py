@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 import yaml
+from pydantic import ValidationError
 
 from duopath import layout
 from duopath.config import ConfigError, DuopathConfig, load_config
