@@ -53,7 +53,7 @@ def drop_rna(cohort: dict, fraction: float, seed: int) -> list[str]:
     adata = ad.read_h5ad(cohort["rna"])
     rng = np.random.default_rng([seed, 7])
     patients = list(map(str, adata.obs_names))
-    gone = sorted(rng.choice(patients, size=int(round(fraction * len(patients))), replace=False).tolist())
+    gone = sorted(rng.choice(patients, size=round(fraction * len(patients)), replace=False).tolist())
     kept = adata[[p not in set(gone) for p in patients]].copy()
     kept.uns["patients_without_rna"] = np.array(gone, dtype=object)
     kept.write_h5ad(cohort["rna"])
@@ -136,8 +136,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for m, s in summary.items():
-        print(f"{m:16s} C {s['mean']:.3f} ± {s['std']:.3f}  (test n {s['mean_test_patients']:.1f}, "
-              f"train n {s['mean_train_patients']:.1f}, of which without RNA {s['mean_train_without_rna']:.1f})")
+        print(f"{m:16s} C {s['mean']:.3f} ± {s['std']:.3f}  (test n {s['mean_test_patients']:.1f}, train n "
+              f"{s['mean_train_patients']:.1f}, of which without RNA {s['mean_train_without_rna']:.1f})")
     for p, s in result["paired"].items():
         print(f"{p:30s} {s['mean']:+.3f}  (A better {s['folds_a_better']}, worse {s['folds_a_worse']} of "
               f"{s['folds']}; sign p {s['sign_p']:.3g}, wilcoxon p {s['wilcoxon_p']:.3g})")

@@ -119,7 +119,9 @@ def train_student(
     fold: Folds,
     settings: Annotated[str, typer.Option("--settings", help="JSON of the `student:` config section")],
     out_dir: OutDirs,
-    model: Annotated[str, typer.Option("--model", help="student | student_nokd | student_kdonly")] = "student",
+    model: Annotated[
+        str, typer.Option("--model", help="student | student_nokd | student_kdonly")
+    ] = "student",
     task: opt.Task = "survival",
     seed: opt.Seed = 1337,
     cohort: opt.Cohort = "",

@@ -248,7 +248,8 @@ def prepare_fold(
                                            len(data.class_names))
     # genes of a patient without RNA (none imputed): never read, a student does not ask its
     # teacher about such a patient; NaN so that a mistake could not pass unnoticed
-    no_rna = (np.full(len(genes.genes_T), np.nan, np.float32), np.full(len(genes.genes_E), np.nan, np.float32))
+    no_rna = (np.full(len(genes.genes_T), np.nan, np.float32),
+              np.full(len(genes.genes_E), np.nan, np.float32))
     for role in ROLES:
         out = []
         for pid in roles[role]:
