@@ -141,10 +141,10 @@ def test_student_step_never_asks_the_teacher_about_patients_without_rna() -> Non
     kl = distillation_kl(out.logits[rows], torch.ones(2, 2), "classification", 1.0, reduction="none")
     mse = ((out.joint_embedding("20x")[rows] - 1.0) ** 2).mean(dim=1)
     logs = {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in step.logs.items()}
-    assert logs["train_kl_loss"] == pytest.approx(float(kl.sum() / 4), rel=1e-5)
-    assert logs["train_mse_loss"] == pytest.approx(float(mse.sum() / 4), rel=1e-5)
+    assert logs["train_kl_loss"] == pytest.approx(float(kl.sum().detach()) / 4, rel=1e-5)
+    assert logs["train_mse_loss"] == pytest.approx(float(mse.sum().detach()) / 4, rel=1e-5)
     task = nn.functional.cross_entropy(out.logits, batch.targets)  # all four patients
-    assert logs["train_task_loss"] == pytest.approx(float(task), rel=1e-5)
+    assert logs["train_task_loss"] == pytest.approx(float(task.detach()), rel=1e-5)
     # a batch of patients without RNA only: the teacher is not called, KD terms are zero
     none = student_step(model, data, cfg, TeacherConfig(), ["20x"], teacher)(
         [samples[1], samples[3]], collate([samples[1], samples[3]], [bags[1], bags[3]], MAGS))
