@@ -515,3 +515,14 @@ def test_demo_ceiling_scored_on_the_main_models_patients_and_shown_in_the_table(
     report(fc.results, fc.sheet, fc.splits, out["metrics"], out["summary"], out["comparisons"],
            tmp_path / "without.html", reference=tmp_path / "empty.csv", **common)
     assert "planted truth" not in (tmp_path / "without.html").read_text(encoding="utf-8")
+
+
+def test_the_kaplan_meier_null_is_never_the_best_model() -> None:
+    """ibs_km is a model-free reference: bolding the model whose test folds happen to give the
+    null a lower IBS would read as that model being best."""
+    from duopath.report.html import _best_models
+
+    summ = pd.DataFrame({"model": ["a", "b", "a", "b"], "metric": ["ibs_km", "ibs_km", "ibs", "ibs"],
+                         "mean": [0.227, 0.228, 0.20, 0.19]}).set_index(["model", "metric"])
+    assert _best_models(summ, ["a", "b"], "ibs_km") == set()
+    assert _best_models(summ, ["a", "b"], "ibs") == {"b"}

@@ -28,6 +28,7 @@ import duopath
 from duopath.evaluation.cohort_tables import CohortTables
 from duopath.evaluation.collect import (
     LOWER_IS_BETTER,
+    MODEL_FREE_METRICS,
     PRIMARY_METRIC,
     TASK_METRICS,
     FoldRun,
@@ -330,6 +331,10 @@ def _pooled_cell(runs: Sequence[FoldRun], task: str, metric: str, notes: Notes) 
 
 
 def _best_models(summ: pd.DataFrame, models: Sequence[str], metric: str) -> set[str]:
+    """The models to print in bold for ``metric``: none for a model-free reference such as the
+    Kaplan–Meier null's IBS (its small differences between models are test sets, not models)."""
+    if metric in MODEL_FREE_METRICS:
+        return set()
     means = {m: float(summ.loc[(m, metric), "mean"]) for m in models if (m, metric) in summ.index}
     finite = {m: v for m, v in means.items() if math.isfinite(v)}
     if not finite:
