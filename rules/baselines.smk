@@ -36,7 +36,7 @@ rule baseline:
         P("logs/baseline/{cohort}/{task}/{model}.log"),
     benchmark:
         B("baseline", "{task}/{model}")
-    threads: 2
+    threads: CFG.training.threads
     resources:
         mem_mb=lambda wc, attempt: int(min(CFG.teacher.feature_cache_gb, 64) * 1000 + 4000) * attempt,
         runtime=240,

@@ -44,7 +44,7 @@ rule heatmaps:
         P("logs/heatmaps/{cohort}/{task}/{model}.log"),
     benchmark:
         B("heatmaps", "{task}/{model}")
-    threads: 2
+    threads: CFG.training.threads
     resources:
         mem_mb=8000,
         runtime=60,

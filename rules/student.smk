@@ -38,7 +38,7 @@ rule student:
         P("logs/student/{cohort}/{task}/{model}.log"),
     benchmark:
         B("student", "{task}/{model}")
-    threads: 2
+    threads: CFG.training.threads
     resources:
         mem_mb=lambda wc, attempt: int(min(CFG.student.feature_cache_gb, 64) * 1000 + 4000) * attempt,
         runtime=240,

@@ -32,7 +32,7 @@ rule teacher:
         P("logs/teacher/{cohort}/{task}/{model}.log"),
     benchmark:
         B("teacher", "{task}/{model}")
-    threads: 2
+    threads: CFG.training.threads
     resources:
         # Features of the cohort are cached in memory up to teacher.feature_cache_gb.
         mem_mb=lambda wc, attempt: int(min(CFG.teacher.feature_cache_gb, 64) * 1000 + 4000) * attempt,

@@ -201,6 +201,13 @@ class TrainingConfig(StrictModel):
         "auto", description="auto: site-disjoint folds when every patient has a site and there are "
         "at least as many sites as folds"
     )
+    threads: int = Field(
+        2, ge=1, le=256,
+        description="CPU threads of each training and heatmap job (Snakemake `threads`, torch's "
+        "intra-op threads). Small models on a CPU use about one core whatever they are given, so "
+        "1 lets jobs run side by side (the demo); raise it for large bags on a CPU-only node. "
+        "Does not change results, so changing it re-runs nothing",
+    )
 
 
 class OptimConfig(StrictModel):
