@@ -133,11 +133,11 @@ def test_within_bin_interpolation_is_geometric_and_ends_at_the_follow_up() -> No
     np.testing.assert_allclose(curve([5.0, 25.0, 99.0])[0], [1.0, 0.4, 0.4])
 
 
-def test_report_mean_curves_recalibrated_within_the_km_band(folds: list[dict], tmp_path: Path) -> None:
+def _coxnet_runs(folds: list[dict], tmp_path: Path, n_val_fold0: int | None = None) -> tuple[list, object]:
+    """The CoxNet folds as report inputs (fold runs, cohort tables); ``n_val_fold0`` cuts fold 0's
+    inner validation patients to that many."""
     from duopath.evaluation.cohort_tables import load_cohort_tables
     from duopath.evaluation.collect import load_fold
-    from duopath.report.plots import figure_png
-    from duopath.report.survival_calibration import ibs_figure, mean_curve_figure, mean_curves
 
     sheet = pd.read_csv(folds[0]["sheet"]).assign(slide_id=lambda d: d["patient_id"] + "-S")
     sheet.to_csv(tmp_path / "samples.csv", index=False)
@@ -148,9 +148,18 @@ def test_report_mean_curves_recalibrated_within_the_km_band(folds: list[dict], t
         d = tmp_path / f"fold{k}"
         d.mkdir()
         f["test"].reset_index().assign(fold=k).to_parquet(d / "predictions.parquet")
-        f["val"].reset_index().assign(role="val").to_parquet(d / "inner_predictions.parquet")
+        val = f["val"].iloc[:n_val_fold0] if k == 0 and n_val_fold0 is not None else f["val"]
+        val.reset_index().assign(role="val").to_parquet(d / "inner_predictions.parquet")
         (d / "metrics.json").write_text('{"time_bins": null}')
         runs.append(load_fold(d, "survival", "coxnet", k))
+    return runs, tables
+
+
+def test_report_mean_curves_recalibrated_within_the_km_band(folds: list[dict], tmp_path: Path) -> None:
+    from duopath.report.plots import figure_png
+    from duopath.report.survival_calibration import ibs_figure, mean_curve_figure, mean_curves
+
+    runs, tables = _coxnet_runs(folds, tmp_path)
     curves = mean_curves(runs, tables)
     assert curves["own"].isna().all()  # a risk-only model has no own curves to average
     inside = (curves["recalibrated"] >= curves["km_low"] - 0.02) & (
@@ -161,3 +170,14 @@ def test_report_mean_curves_recalibrated_within_the_km_band(folds: list[dict], t
                             "metric": ["ibs", "ibs_recal", "ibs_km"], "mean": [0.3, 0.15, 0.17],
                             "std": [0.01, 0.01, 0.01]})
     assert figure_png(ibs_figure(summary))[:4] == b"\x89PNG"
+
+
+def test_report_mean_curves_without_enough_validation_patients(folds: list[dict], tmp_path: Path) -> None:
+    """A fold with one validation patient cannot be recalibrated (as ``ibs_recal`` says): the
+    mean recalibrated curve is left out, and the report still renders (it used to stop)."""
+    from duopath.report.survival_calibration import mean_curves
+
+    runs, tables = _coxnet_runs(folds, tmp_path, n_val_fold0=1)
+    curves = mean_curves(runs, tables)
+    assert curves["recalibrated"].isna().all()
+    assert curves["km"].notna().all()

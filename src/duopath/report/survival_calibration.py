@@ -78,8 +78,10 @@ def mean_curves(runs: Sequence[FoldRun], tables: CohortTables, n_times: int = 50
             curve = SurvivalCurve.from_survival_columns(pred[cols].to_numpy(float), run.bin_edges)
             s_own.append(curve(grid))
         inner = run.inner_predictions()
-        if inner is not None and "role" in inner.columns and (inner["role"] == "val").any():
-            v = inner[inner["role"] == "val"]
+        v = inner[inner["role"] == "val"] if inner is not None and "role" in inner.columns else None
+        # the same rule as the ibs_recal metric: fewer than 2 validation patients, no recalibration
+        # (that fold's recalibrated curve is undefined, so the mean recalibrated curve is too)
+        if v is not None and len(v) >= 2:
             tr_t, tr_e = tables.train_outcomes(run.fold)
             fit = fit_recalibration(v["risk"], v["time"], v["event"], marginal=(
                 np.concatenate([tr_t, v["time"]]), np.concatenate([tr_e, v["event"]])))
