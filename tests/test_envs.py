@@ -26,6 +26,7 @@ import inspect
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -300,15 +301,12 @@ def _imports(tree: ast.AST, module: str, is_package: bool, top_level_only: bool)
     return out
 
 
-def startup_imports() -> set[str]:
-    """Third-party modules `python -m duopath <anything>` imports before any command runs.
-
-    Follows module-level imports only (commands import their heavy modules lazily), starting at
-    ``duopath.__main__`` (which loads the CLI package and, through it, every command module).
-    """
-    third: set[str] = set()
+def _third_party_reached(todo: list[str], top_level_only: Callable[[str], bool]) -> set[str]:
+    """Top-level third-party modules reached from the modules in ``todo`` by following imports of
+    every duopath module reached; ``top_level_only(name)``: follow only that module's module-level
+    imports (its functions' lazy imports do not run)."""
     seen: set[str] = set()
-    todo = ["duopath.__main__"]
+    third: set[str] = set()
     while todo:
         name = todo.pop()
         top = name.split(".")[0]
@@ -326,11 +324,20 @@ def startup_imports() -> set[str]:
             continue
         seen.add(name)
         parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run too
         tree = ast.parse(Path(spec.origin).read_text())
-        is_pkg = spec.submodule_search_locations is not None
-        todo += _imports(tree, name, is_pkg, top_level_only=True)
+        todo += _imports(tree, name, spec.submodule_search_locations is not None,
+                         top_level_only=top_level_only(name))
     return third
+
+
+def startup_imports() -> set[str]:
+    """Third-party modules `python -m duopath <anything>` imports before any command runs.
+
+    Follows module-level imports only (commands import their heavy modules lazily), starting at
+    ``duopath.__main__`` (which loads the CLI package and, through it, every command module).
+    """
+    return _third_party_reached(["duopath.__main__"], lambda name: True)
 
 
 def command_imports(func: object) -> set[str]:
@@ -343,35 +350,16 @@ def command_imports(func: object) -> set[str]:
     entry = func.__module__
     todo = _imports(ast.parse(textwrap.dedent(inspect.getsource(func))), entry, False, False)
     todo.append(entry)
-    seen: set[str] = set()
-    third: set[str] = set()
-    while todo:
-        name = todo.pop()
-        top = name.split(".")[0]
-        if top != "duopath":
-            if top and top not in sys.stdlib_module_names and top != "__future__":
-                third.add(top)
-            continue
-        if name in seen:
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ModuleNotFoundError, ValueError):
-            spec = None
-        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-            continue
-        seen.add(name)
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run too
-        tree = ast.parse(Path(spec.origin).read_text())
+
+    def top_level_only(name: str) -> bool:
         # The `duopath` CLI package imports every command module to register it; of another
         # command's module only the module level runs (its body runs for that command only).
         # The shared options module is followed fully: its helpers run for every command.
         other_command = name == "duopath.cli" or (name.startswith("duopath.cli.")
                                                   and name != "duopath.cli.options")
-        todo += _imports(tree, name, spec.submodule_search_locations is not None,
-                         top_level_only=(name == entry or other_command))
-    return third
+        return name == entry or other_command
+
+    return _third_party_reached(todo, top_level_only)
 
 
 @cache
