@@ -40,7 +40,7 @@ from duopath.evaluation.curves import SurvivalCurve
 from duopath.evaluation.metrics import survival_columns, survival_fold_metrics
 from duopath.io import write_json
 from duopath.rna.build import build_rna
-from duopath.training.coxnet_fold import run_coxnet_fold
+from duopath.training.coxnet_fold import run_coxnet_folds
 from duopath.training.run import FoldTarget, model_spec, run_folds_files
 from duopath.training.splits import make_splits
 
@@ -99,10 +99,10 @@ def run(args: argparse.Namespace) -> dict:
             run_folds_files(spec, todo, sheet=sheet_path, splits=split_path, rna=rna_path,
                             features_dir=work / "features", task="survival", seed=seed,
                             cohort="gse7390", progress=False)
-        for k in range(args.folds):
-            if not (args.reuse and (fold_dir["coxnet", k] / "metrics.json").exists()):
-                run_coxnet_fold(sheet=sheet_path, splits=split_path, rna=rna_path, fold=k, cfg=teacher,
-                                seed=seed, out_dir=fold_dir["coxnet", k], cohort="gse7390")
+        run_coxnet_folds(sheet=sheet_path, splits=split_path, rna=rna_path, cfg=teacher, seed=seed,
+                         cohort="gse7390",
+                         targets=[(k, fold_dir["coxnet", k]) for k in range(args.folds)
+                                  if not (args.reuse and (fold_dir["coxnet", k] / "metrics.json").exists())])
         tables = load_cohort_tables(sheet_path, split_path)
         ev = evaluate_cohort(results, tables, models=list(MODELS), tasks=["survival"], n_boot=10)
         wide = ev.metrics.pivot_table(index=["model", "fold"], columns="metric", values="value",

@@ -1,6 +1,9 @@
 # Stage 3: tile features into zarr with the configured encoder (GPU when there is one).
 # The encoder settings every embed job gets are the same for the per-slide and the batched rules;
-# slides_per_job only says how jobs are cut (the features do not depend on it), so it is left out.
+# slides_per_job and num_workers only say how jobs are cut and run (the features do not depend on
+# them: EncoderConfig.JOB_KEYS), so they are left out and passed on their own. The worker count
+# is a global in the command, not a param: a param change would re-run every embed job.
+EMBED_WORKERS = CFG.encoder.num_workers
 
 
 rule embed:
@@ -10,7 +13,7 @@ rule embed:
     output:
         directory(P(layout.FEATURES)),
     params:
-        settings=settings(CFG.encoder, exclude={"slides_per_job"}),
+        settings=settings(CFG.encoder, exclude=set(EncoderConfig.JOB_KEYS)),
         mpp=INPUTS.mpp_arg,
         on_error=CFG.on_slide_error,
     wildcard_constraints:
@@ -28,7 +31,8 @@ rule embed:
         "../envs/embed.yaml"
     shell:
         "{DUOPATH} embed {input.slide:q} --tiles {input.tiles:q} --slide-id {wildcards.slide:q} "
-        "--settings {params.settings} {params.mpp} --on-error {params.on_error} --out {output:q} > {log:q} 2>&1"
+        "--settings {params.settings} --num-workers {EMBED_WORKERS} --threads {threads} {params.mpp} "
+        "--on-error {params.on_error} --out {output:q} > {log:q} 2>&1"
 
 
 # Batched embedding: with encoder.slides_per_job = K > 1, one `duopath embed` process embeds K
@@ -50,8 +54,8 @@ if CFG.encoder.slides_per_job > 1:
                 output:
                     [directory(P(layout.FEATURES, cohort=_cohort, encoder=ENCODER, slide=s)) for s in _chunk],
                 params:
-                    settings=settings(CFG.encoder, exclude={"slides_per_job"}),
-                    args=INPUTS.embed_batch_args(_cohort, _chunk),
+                    settings=settings(CFG.encoder, exclude=set(EncoderConfig.JOB_KEYS)),
+                                args=INPUTS.embed_batch_args(_cohort, _chunk),
                     on_error=CFG.on_slide_error,
                 log:
                     P(f"logs/embed/{_cohort}/{ENCODER}/batch_{_i}.log"),
@@ -66,6 +70,6 @@ if CFG.encoder.slides_per_job > 1:
                     "../envs/embed.yaml"
                 shell:
                     "{DUOPATH} embed {params.args} --settings {params.settings} "
-                    "--on-error {params.on_error} > {log:q} 2>&1"
+                    "--num-workers {EMBED_WORKERS} --threads {threads} --on-error {params.on_error} > {log:q} 2>&1"
 
             workflow.ruleorder(f"embed_batch_{_cohort}_{_i}", "embed")

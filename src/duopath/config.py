@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -181,7 +181,11 @@ class EncoderConfig(StrictModel):
     name: str = "efficientnet_lite0"
     weights: Path | None = None
     batch_size: int = Field(64, ge=1)
-    num_workers: int = Field(2, ge=0)
+    num_workers: int = Field(
+        2, ge=0, description="DataLoader processes reading and decoding tiles; an embed job reserves "
+        "max(1, this) cores and its torch uses as many threads. 0 reads in the job's own process: "
+        "fastest on CPU with small slides (no worker start per slide), so two 1-core jobs share 2 cores. "
+        "Only how a job runs: the features do not depend on it (a change re-embeds nothing)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: Literal["float16", "float32"] = Field("float16", description="stored feature dtype")
     compile: bool = Field(False, description="torch.compile the encoder (CUDA: ~1 min to compile, "
@@ -189,6 +193,10 @@ class EncoderConfig(StrictModel):
     slides_per_job: int = Field(
         1, ge=1, description="slides embedded by one `duopath embed` process (model loaded once); "
         "> 1 groups the cohort's slides, in sample-sheet order, into jobs of this many (rules/embed.smk)")
+
+    #: Keys that say how embed jobs are cut and run, not what the features are: left out of the
+    #: embed rules' settings, so changing them re-runs nothing (rules/embed.smk).
+    JOB_KEYS: ClassVar[frozenset[str]] = frozenset({"slides_per_job", "num_workers"})
 
 
 class TrainingConfig(StrictModel):

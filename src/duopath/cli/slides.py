@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from duopath.cli.options import MppOpt, Settings, fail
+from duopath.cli.options import MppOpt, Settings, Threads, fail
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,18 @@ def embed(
     mpps: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
         "--mpp", help="level-0 µm/px override: none, or once per slide ('auto' = the file's)")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip | fail")] = "skip",
+    num_workers: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--num-workers", min=0, help="tile-reading processes (overrides the settings' num_workers)")] = None,
+    threads: Threads = 0,
 ) -> None:
-    """Embed every tile of one or several slides into one zarr store each (model loaded once)."""
+    """Embed every tile of one or several slides into one zarr store each (model loaded once).
+
+    ``--num-workers`` and ``--threads`` come apart from ``--settings`` because they say how the job
+    runs, not what the features are (``EncoderConfig.JOB_KEYS``): the rules leave them out of the
+    settings so that changing them re-embeds nothing.
+    """
     from duopath.config import EncoderConfig
+    from duopath.devices import set_threads
     from duopath.encoding.extract import SlideJob, embed_slides
     from duopath.encoding.registry import EncoderError
     from duopath.slides.reader import SlideError
@@ -126,8 +135,11 @@ def embed(
         n = _check_per_slide(len(slides), {"--tiles": tiles, "--slide-id": slide_ids, "--out": outs})
         mpp = _mpp_values(mpps, n)
         jobs = [SlideJob(*job) for job in zip(slides, tiles, outs, slide_ids, mpp, strict=True)]
-        embed_slides(jobs, EncoderConfig.model_validate_json(settings),
-                     on_error="fail" if on_error == "fail" else "skip")
+        cfg = EncoderConfig.model_validate_json(settings)
+        if num_workers is not None:
+            cfg = cfg.model_copy(update={"num_workers": num_workers})
+        set_threads(threads)
+        embed_slides(jobs, cfg, on_error="fail" if on_error == "fail" else "skip")
     except (EncoderError, SlideError, ValueError) as err:
         fail(err)
 

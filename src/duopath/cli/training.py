@@ -5,8 +5,8 @@ the cohort's inputs are read once). Both run ``duopath.training.run.run_folds_fi
 Folds are given as pairs, ``--fold K --out-dir DIR`` repeated (students add one ``--teacher CKPT``
 per fold, same order): the k-th ``--out-dir`` is the k-th ``--fold``'s result folder. One pair
 re-runs that fold alone, with the same result as in the multi-fold job.
-``duopath coxnet``: the penalised Cox baseline on one fold (``duopath.training.coxnet_fold``),
-the same fold files.
+``duopath coxnet``: the penalised Cox baseline (``duopath.training.coxnet_fold``), the same
+``--fold K --out-dir DIR`` pairs and the same fold files.
 Heavy imports happen inside the functions so ``duopath --help`` stays instant.
 """
 
@@ -146,24 +146,26 @@ def train_student(
 def coxnet(
     sheet: opt.Sheet,
     splits: opt.Splits,
-    fold: opt.Fold,
+    fold: Folds,
     settings: Annotated[str, typer.Option("--settings", help="JSON of the `teacher:` config section "
                                           "(survival bins and RNA handling, as for the SNN)")],
     rna: Annotated[Path, typer.Option("--rna", help="RNA AnnData (rna/{cohort}.h5ad)")],
-    out_dir: opt.OutDir,
+    out_dir: OutDirs,
     task: opt.Task = "survival",
     seed: opt.Seed = 1337,
     cohort: opt.Cohort = "",
 ) -> None:
-    """Fit the penalised Cox baseline on one fold's RNA; write the same fold files as ``train``."""
+    """Fit the penalised Cox baseline on each given fold's RNA; write the same fold files as ``train``."""
     from duopath.config import TeacherConfig
-    from duopath.training.coxnet_fold import run_coxnet_fold
+    from duopath.training.coxnet_fold import run_coxnet_folds
 
     opt.check_task(task)
+    targets = [(t.fold, t.out_dir) for t in fold_targets(fold, out_dir)]
     cfg = TeacherConfig.model_validate_json(settings)
     try:
-        metrics = run_coxnet_fold(sheet=sheet, splits=splits, rna=rna, fold=fold, cfg=cfg, seed=seed,
-                                  out_dir=out_dir, cohort=cohort, task=task)
+        metrics = run_coxnet_folds(sheet=sheet, splits=splits, rna=rna, targets=targets, cfg=cfg,
+                                   seed=seed, cohort=cohort, task=task)
     except ValueError as err:  # DataError, SampleSheetError are ValueErrors
         opt.fail(err)
-    log.info("coxnet fold %d: test %s", fold, metrics["test"])
+    for k, m in metrics.items():
+        log.info("coxnet fold %d: test %s", k, m["test"])

@@ -17,7 +17,10 @@ the IBS and calibration code reads it as any model's curve.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,11 +61,51 @@ def _frame(fit: CoxnetFit, x: np.ndarray, samples, data: FoldData) -> pd.DataFra
     return frame
 
 
-def run_coxnet_fold(
+@dataclass(frozen=True)
+class CoxnetInputs:
+    """A cohort's inputs to CoxNet, read once for every fold of a job (the sheet, the split
+    table, the RNA AnnData): a job fits all folds of the cohort in one process, as the torch
+    models' jobs do, so importing scikit-survival and reading the files is paid once."""
+
+    sheet: pd.DataFrame
+    splits: pd.DataFrame
+    adata: Any
+
+    @classmethod
+    def read(cls, sheet: Path | str, splits: Path | str, rna: Path | str) -> CoxnetInputs:
+        import anndata as ad
+
+        if not Path(rna).exists():
+            raise DataError(f"RNA file {rna} does not exist (coxnet needs the rna stage)")
+        return cls(read_canonical_sheet(sheet), pd.read_csv(splits, dtype={"patient_id": str}),
+                   ad.read_h5ad(rna))
+
+
+def run_coxnet_folds(
     *,
     sheet: Path | str,
     splits: Path | str,
     rna: Path | str,
+    targets: Sequence[tuple[int, Path | str]],
+    cfg: TeacherConfig,
+    seed: int,
+    cohort: str = "",
+    task: str = "survival",
+) -> dict[int, dict]:
+    """Fit CoxNet on each ``(fold, out_dir)`` of ``targets`` (inputs read once); each fold's
+    files as :func:`run_coxnet_fold` writes them, the same as a job of that fold alone.
+    Returns each fold's metrics."""
+    if task != "survival":
+        raise DataError(f"coxnet is a survival model; task {task!r} has no CoxNet baseline")
+    inputs = CoxnetInputs.read(sheet, splits, rna)
+    return {fold: run_coxnet_fold(inputs, fold=fold, cfg=cfg, seed=seed, out_dir=out_dir,
+                                  cohort=cohort, task=task)
+            for fold, out_dir in targets}
+
+
+def run_coxnet_fold(
+    inputs: CoxnetInputs,
+    *,
     fold: int,
     cfg: TeacherConfig,
     seed: int,
@@ -71,15 +114,9 @@ def run_coxnet_fold(
     task: str = "survival",
 ) -> dict:
     """Fit CoxNet on one fold's training patients and write its fold files; returns metrics."""
-    import anndata as ad
-
     if task != "survival":
         raise DataError(f"coxnet is a survival model; task {task!r} has no CoxNet baseline")
-    if not Path(rna).exists():
-        raise DataError(f"RNA file {rna} does not exist (coxnet needs the rna stage)")
-    sheet_df = read_canonical_sheet(sheet)
-    splits_df = pd.read_csv(splits, dtype={"patient_id": str})
-    adata = ad.read_h5ad(rna)
+    sheet_df, splits_df, adata = inputs.sheet, inputs.splits, inputs.adata
     protocol = variant_config(cfg, "snn", list(cfg.magnifications or ["none"]))
     store = SlideFreeStore(sheet_df["patient_id"].astype(str).unique(), ())
     data = prepare_fold(sheet_df, splits_df, fold, store, adata, task=task, cfg=protocol)
