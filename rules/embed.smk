@@ -2,8 +2,7 @@
 # The encoder settings every embed job gets are the same for the per-slide and the batched rules;
 # slides_per_job and num_workers only say how jobs are cut and run (the features do not depend on
 # them: EncoderConfig.JOB_KEYS), so they are left out and passed on their own. The worker count
-# is a global in the command, not a param: a param change would re-run every embed job.
-EMBED_WORKERS = CFG.encoder.num_workers
+# is read from CFG in the command, not a param: a param change would re-run every embed job.
 
 
 rule embed:
@@ -31,7 +30,7 @@ rule embed:
         "../envs/embed.yaml"
     shell:
         "{DUOPATH} embed {input.slide:q} --tiles {input.tiles:q} --slide-id {wildcards.slide:q} "
-        "--settings {params.settings} --num-workers {EMBED_WORKERS} --threads {threads} {params.mpp} "
+        "--settings {params.settings} --num-workers {CFG.encoder.num_workers} --threads {threads} {params.mpp} "
         "--on-error {params.on_error} --out {output:q} > {log:q} 2>&1"
 
 
@@ -70,6 +69,6 @@ if CFG.encoder.slides_per_job > 1:
                     "../envs/embed.yaml"
                 shell:
                     "{DUOPATH} embed {params.args} --settings {params.settings} "
-                    "--num-workers {EMBED_WORKERS} --threads {threads} --on-error {params.on_error} > {log:q} 2>&1"
+                    "--num-workers {CFG.encoder.num_workers} --threads {threads} --on-error {params.on_error} > {log:q} 2>&1"
 
             workflow.ruleorder(f"embed_batch_{_cohort}_{_i}", "embed")

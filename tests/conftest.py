@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from importlib.resources import files
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +18,21 @@ def cmu_slide() -> Path:
     path = Path(str(files("duopath") / "data" / "slides" / "CMU-1-Small-Region.svs"))
     assert path.exists(), f"package data missing: {path}"
     return path
+
+
+@pytest.fixture()
+def cmu_cohort(tmp_path: Path, cmu_slide: Path) -> list[str]:
+    """Three copies of the CMU slide as a cohort: ``tmp_path/s.csv`` (one patient each, sites
+    S1/S2/S1) with the slides in ``tmp_path/slides``; returns the slide ids. The smallest real
+    cohort that a batched rule (2 slides a job) cuts into two jobs."""
+    names = ["cmu_a", "cmu_b", "cmu_c"]
+    (tmp_path / "slides").mkdir()
+    for n in names:
+        shutil.copy(cmu_slide, tmp_path / "slides" / f"{n}.svs")
+    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "slide_id": names,
+                  "slide_path": [f"{n}.svs" for n in names], "site": ["S1", "S2", "S1"],
+                  "time": [1.0, 2.0, 3.0], "event": [1, 0, 1]}).to_csv(tmp_path / "s.csv", index=False)
+    return names
 
 
 @pytest.fixture(scope="module")

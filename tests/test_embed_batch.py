@@ -3,18 +3,16 @@ one slide still re-runnable alone (encoder.slides_per_job, rules/embed.smk)."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 import zarr
 
 from duopath import layout
 from duopath.batches import embed_args, slide_batches
-from tests.test_workflow import snakemake
+from tests.test_workflow import job_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +33,8 @@ def test_embed_args_one_value_per_slide() -> None:
     assert mixed.endswith("--mpp auto --mpp 0.25")
 
 
-def _jobs(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^(\w+)\s+(\d+)$", text, flags=re.M))
-
-
-def test_batched_embed_rules(tmp_path: Path, cmu_slide: Path) -> None:
-    names = ["cmu_a", "cmu_b", "cmu_c"]
-    (tmp_path / "slides").mkdir()
-    for n in names:
-        shutil.copy(cmu_slide, tmp_path / "slides" / f"{n}.svs")
-    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "slide_id": names,
-                  "slide_path": [f"{n}.svs" for n in names], "site": ["S1", "S2", "S1"],
-                  "time": [1.0, 2.0, 3.0], "event": [1, 0, 1]}).to_csv(tmp_path / "s.csv", index=False)
+def test_batched_embed_rules(tmp_path: Path, cmu_cohort: list[str]) -> None:
+    names = cmu_cohort
     config = {"output_dir": "output",
               "cohorts": {"tiny": {"sample_sheet": "s.csv", "slide_dir": "slides"}},
               "tiling": {"max_tiles": 3},
@@ -58,7 +46,7 @@ def test_batched_embed_rules(tmp_path: Path, cmu_slide: Path) -> None:
     targets = [str(p.relative_to(tmp_path)) for p in stores.values()]
     run = snakemake(tmp_path, *targets, "--cores", "2")
     assert run.returncode == 0, run.stderr[-4000:]
-    jobs = _jobs(run.stdout + run.stderr)
+    jobs = job_counts(run)
     assert jobs.get("embed_batch_tiny_0") == "1" and jobs.get("embed_batch_tiny_1") == "1", jobs
     assert "embed" not in jobs, "no per-slide job when slides are batched"
     for n, store in stores.items():
@@ -71,5 +59,5 @@ def test_batched_embed_rules(tmp_path: Path, cmu_slide: Path) -> None:
     before = stores["cmu_a"].stat().st_mtime_ns
     run = snakemake(tmp_path, targets[1], "--cores", "2", "--allowed-rules", "embed")
     assert run.returncode == 0, run.stderr[-4000:]
-    assert _jobs(run.stdout + run.stderr) == {"embed": "1", "total": "1"}
+    assert job_counts(run) == {"embed": "1", "total": "1"}
     assert stores["cmu_b"].exists() and stores["cmu_a"].stat().st_mtime_ns == before

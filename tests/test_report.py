@@ -385,6 +385,11 @@ def test_protocol_flags_a_test_site_seen_in_training(fake: FakeCohort, tmp_path:
             runs={},
         )
     )
+    stratified = protocol_section(ReportInputs(
+        cohort="x", tables=t, metrics=pd.DataFrame(), summary=pd.DataFrame(), comparisons=pd.DataFrame(),
+        runs={}, splits_info={"folds": 3, "site_disjoint": False, "reason": "r", "seed": 1,
+                              "strata": "outcome and modalities"}))
+    assert "folds stratified by</td><td class=l>outcome and modalities" in stratified
 
 
 def test_cli_turns_a_bad_model_list_into_exit_code_1(fake: FakeCohort, tmp_path: Path) -> None:

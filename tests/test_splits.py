@@ -74,3 +74,48 @@ def test_tiny_cohort_still_has_train_val_test() -> None:
     for k in range(2):
         assert len(fold_patients(table, k, "val")) == 1
         assert len(fold_patients(table, k, "train")) >= 1
+
+
+@st.composite
+def mixed_cohorts(draw: st.DrawFn) -> pd.DataFrame:
+    """Cohorts where some patients lack RNA (or a slide), every (event, modalities) group >= 5."""
+    groups = {(e, m): draw(st.integers(5, 25)) for e in ("0", "1") for m in ("slide+rna", "slide")}
+    if draw(st.booleans()):
+        groups |= {(e, "rna"): draw(st.integers(5, 12)) for e in ("0", "1")}
+    rows = [(e, m) for (e, m), n in groups.items() for _ in range(n)]
+    order = draw(st.permutations(range(len(rows))))
+    return pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(len(rows))], "site": "",
+                         "stratum": [rows[i][0] for i in order], "modalities": [rows[i][1] for i in order]})
+
+
+@settings(max_examples=30, deadline=None)
+@given(mixed_cohorts(), st.integers(2, 5), st.integers(0, 10_000))
+def test_mixed_cohorts_spread_each_modality_group_over_the_folds(patients: pd.DataFrame, folds: int,
+                                                                  seed: int) -> None:
+    """Without it, one fold can test twice the RNA-less patients of another: the teacher's test
+    set (patients with both) then shrinks in that fold only."""
+    table, info = make_splits(patients, folds=folds, val_fraction=0.2, seed=seed, site_disjoint="no")
+    assert info.strata == "outcome and modalities"
+    test = table[table["role"] == "test"].merge(patients[["patient_id", "modalities"]], on="patient_id")
+    per_fold = test.groupby(["modalities", "fold"]).size().unstack(fill_value=0)
+    # each (event, modalities) stratum differs by <= 1 patient between folds; 2 events
+    assert (per_fold.max(axis=1) - per_fold.min(axis=1)).max() <= 2, per_fold
+
+
+def test_a_small_modality_group_falls_back_to_the_outcome() -> None:
+    patients = pd.DataFrame({"patient_id": [f"P{i}" for i in range(40)], "site": "",
+                             "stratum": [str(i % 2) for i in range(40)],
+                             "modalities": ["slide"] * 2 + ["slide+rna"] * 38})
+    table, info = make_splits(patients, folds=5, val_fraction=0.2, seed=3, site_disjoint="no")
+    assert info.strata.startswith("outcome (")
+    plain, _ = make_splits(patients.drop(columns="modalities"), folds=5, val_fraction=0.2, seed=3,
+                           site_disjoint="no")
+    pd.testing.assert_frame_equal(table, plain)  # exactly the outcome-stratified folds
+
+
+def test_patient_table_reads_the_listed_modalities() -> None:
+    sheet = pd.DataFrame({"patient_id": ["A", "A", "B", "C"], "slide_id": ["a1", "a2", "b1", ""],
+                          "rna_sample_id": ["", "A-R", "", "C-R"], "site": "", "event": [1, 1, 0, 1],
+                          "label": ""})
+    pt = patient_table(sheet, "survival")
+    assert pt.set_index("patient_id")["modalities"].to_dict() == {"A": "slide+rna", "B": "slide", "C": "rna"}

@@ -33,6 +33,11 @@ def snakemake(workdir: Path, *args: str, timeout: int = 2700) -> subprocess.Comp
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def job_counts(run: subprocess.CompletedProcess) -> dict[str, str]:
+    """Snakemake's job-count table of a run (rule -> count, and ``total``)."""
+    return dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout + run.stderr, flags=re.M))
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> Path:
     work = tmp_path_factory.mktemp("dag")

@@ -5,7 +5,6 @@ batch whose outputs stay per slide, one slide still re-runnable alone."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -95,21 +94,11 @@ def test_wsi_prep_refuses_a_missing_per_slide_option(caplog: pytest.LogCaptureFi
     assert heat.exit_code == 2 and "one of each per fold" in re.sub(r"[\s│]+", " ", heat.output)
 
 
-def _jobs(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^(\w+)\s+(\d+)$", text, flags=re.M))
-
-
 @pytest.mark.slow
-def test_batched_segment_and_tile_through_snakemake(tmp_path: Path, cmu_slide: Path) -> None:
-    from tests.test_workflow import snakemake
+def test_batched_segment_and_tile_through_snakemake(tmp_path: Path, cmu_cohort: list[str]) -> None:
+    from tests.test_workflow import job_counts, snakemake
 
-    names = ["cmu_a", "cmu_b", "cmu_c"]
-    (tmp_path / "slides").mkdir()
-    for n in names:
-        shutil.copy(cmu_slide, tmp_path / "slides" / f"{n}.svs")
-    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "slide_id": names,
-                  "slide_path": [f"{n}.svs" for n in names], "time": [1.0, 2.0, 3.0],
-                  "event": [1, 0, 1]}).to_csv(tmp_path / "s.csv", index=False)
+    names = cmu_cohort
     config = {"output_dir": "output", "segmentation": {"slides_per_job": 2},
               "cohorts": {"tiny": {"sample_sheet": "s.csv", "slide_dir": "slides"}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -120,7 +109,7 @@ def test_batched_segment_and_tile_through_snakemake(tmp_path: Path, cmu_slide: P
     targets = [str(f["tiles"].relative_to(tmp_path)) for f in files.values()]
     run = snakemake(tmp_path, *targets, "--cores", "2")
     assert run.returncode == 0, run.stderr[-4000:]
-    jobs = _jobs(run.stdout + run.stderr)
+    jobs = job_counts(run)
     assert jobs.get("wsi_prep_batch_tiny_0") == "1" and jobs.get("wsi_prep_batch_tiny_1") == "1", jobs
     assert "segment" not in jobs and "tile" not in jobs, "no per-slide job when slides are batched"
     for f in files.values():
@@ -134,11 +123,11 @@ def test_batched_segment_and_tile_through_snakemake(tmp_path: Path, cmu_slide: P
     for p in files["cmu_b"].values():
         p.unlink()
     dry = snakemake(tmp_path, *targets, "-n")
-    assert _jobs(dry.stdout + dry.stderr).get("wsi_prep_batch_tiny_0") == "1", dry.stdout[-2000:]
+    assert job_counts(dry).get("wsi_prep_batch_tiny_0") == "1", dry.stdout[-2000:]
     # ... and the per-slide rules redo that slide alone, the others untouched
     before = {k: files["cmu_a"][k].stat().st_mtime_ns for k in ("mask", "tiles")}
     run = snakemake(tmp_path, targets[1], "--cores", "2", "--allowed-rules", "segment", "tile")
     assert run.returncode == 0, run.stderr[-4000:]
-    assert _jobs(run.stdout + run.stderr) == {"segment": "1", "tile": "1", "total": "2"}
+    assert job_counts(run) == {"segment": "1", "tile": "1", "total": "2"}
     assert pd.read_parquet(files["cmu_b"]["tiles"]).equals(tiles_b)  # same as in the batch
     assert {k: files["cmu_a"][k].stat().st_mtime_ns for k in ("mask", "tiles")} == before

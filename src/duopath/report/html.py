@@ -187,6 +187,8 @@ def protocol_section(inp: ReportInputs) -> str:
         sd = "yes" if info.get("site_disjoint") else "no"
         facts.append(("site-disjoint test folds", f"{sd} ({esc(info.get('reason', ''))})"))
         facts.append(("split seed", esc(info.get("seed", "?"))))
+        if info.get("strata"):
+            facts.append(("folds stratified by", esc(info["strata"])))
     overlaps = _site_overlaps(t)
     facts.append(
         (
