@@ -41,7 +41,7 @@ from planted_signal import MAGS, paired, write_cohort  # bench/ is the script's 
 from duopath.config import StudentConfig, TeacherConfig
 from duopath.layout import FOLD_FILES
 from duopath.training.run import model_spec, run_fold_files
-from duopath.training.splits import make_splits
+from duopath.training.splits import make_splits, patient_table
 
 REPO = Path(__file__).resolve().parents[1]
 STUDENTS = ["student", "student_kdonly"]  # + student_nokd with --with-nokd
@@ -71,8 +71,9 @@ def run_seed(args: argparse.Namespace, seed: int, teacher: TeacherConfig, studen
     work = args.work / f"seed{seed}"
     c = write_cohort(work, args.patients, seed, args.feature_noise, args.immune_contrast, args.hazard_e)
     gone = drop_rna(c, args.missing_rna, seed)
-    patients = pd.DataFrame({"patient_id": list(c["stratum"]), "site": list(c["sites"].values()),
-                             "stratum": list(c["stratum"].values())})
+    # the DAG's split rule: one row per patient, stratified by event x the modalities the sheet
+    # lists (so every fold tests about the same share of patients without RNA)
+    patients = patient_table(pd.read_csv(c["sheet"], dtype=str, keep_default_na=False), "survival")
     splits, _ = make_splits(patients, folds=args.folds, val_fraction=0.2, seed=seed, site_disjoint="no")
     splits.to_csv(work / "splits.csv", index=False)
     log.info("seed %d: %d patients, %d without RNA", seed, args.patients, len(gone))
