@@ -18,10 +18,9 @@ Writes ``bench/results/slide_only_student.json``: per model the test C-index per
 seeds), mean ± sd, the patients used per fold, and paired differences with a sign test and a
 Wilcoxon signed-rank p-value (``planted_signal.paired``).
 
-Usage: ``python bench/slide_only_student.py --patients 150 --folds 5 --seeds 3``. The JSON is
-rewritten after every fold, so a stopped run keeps the folds it finished (session 5 ran
-``--patients 100 --folds 3 --seeds 3 --epochs 8`` on a 2-core machine shared by five jobs: ~15 min
-per fold, and it was stopped at its deadline).
+Usage: ``python bench/slide_only_student.py --patients 150 --folds 5 --seeds 3 --with-nokd``
+(9 min on an idle 2-core machine, session 6). The JSON is rewritten after every fold, so a
+stopped run keeps the folds it finished.
 """
 
 from __future__ import annotations
