@@ -12,7 +12,7 @@ rule embed:
     output:
         directory(P(layout.FEATURES)),
     params:
-        settings=settings(CFG.encoder, exclude=set(EncoderConfig.JOB_KEYS)),
+        settings=settings(CFG.encoder),
         mpp=INPUTS.mpp_arg,
         on_error=CFG.on_slide_error,
     wildcard_constraints:
@@ -53,8 +53,8 @@ if CFG.encoder.slides_per_job > 1:
                 output:
                     [directory(P(layout.FEATURES, cohort=_cohort, encoder=ENCODER, slide=s)) for s in _chunk],
                 params:
-                    settings=settings(CFG.encoder, exclude=set(EncoderConfig.JOB_KEYS)),
-                                args=INPUTS.embed_batch_args(_cohort, _chunk),
+                    settings=settings(CFG.encoder),
+                    args=INPUTS.embed_batch_args(_cohort, _chunk),
                     on_error=CFG.on_slide_error,
                 log:
                     P(f"logs/embed/{_cohort}/{ENCODER}/batch_{_i}.log"),

@@ -1,7 +1,7 @@
 # Stage 1: tissue segmentation on a ~8 µm/px thumbnail (mask PNG + JSON + QC overlay), one job per
 # slide. With segmentation.slides_per_job > 1 the batched rules of rules/wsi_prep.smk segment and
 # tile groups of slides instead; this rule then redoes one slide alone (--allowed-rules segment).
-# slides_per_job only says how jobs are cut, so it is left out of the settings (a rerun trigger).
+# slides_per_job only says how jobs are cut (SegmentationConfig.JOB_KEYS), so settings() leaves it out.
 
 
 rule segment:
@@ -18,7 +18,7 @@ rule segment:
             labels={"cohort": "{cohort}", "slide": "{slide}", "figure": "tissue mask"},
         ),
     params:
-        settings=settings(CFG.segmentation, exclude={"slides_per_job"}),
+        settings=settings(CFG.segmentation),
         mpp=INPUTS.mpp_arg,
         on_error=CFG.on_slide_error,
     log:

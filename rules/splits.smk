@@ -8,7 +8,7 @@ rule splits:
         table=P(layout.SPLITS),
         info=P(layout.SPLITS_INFO),
     params:
-        settings=settings(CFG.training, exclude={"threads"}),
+        settings=settings(CFG.training),
         task=lambda wc: CFG.cohorts[wc.cohort].primary_task,
     localrule: True
     conda:

@@ -41,7 +41,7 @@ if CFG.segmentation.slides_per_job > 1:
                     ],
                 params:
                     # the same settings the per-slide rules get (slides_per_job only cuts jobs)
-                    segmentation=settings(CFG.segmentation, exclude={"slides_per_job"}),
+                    segmentation=settings(CFG.segmentation),
                     tiling=settings(CFG.tiling),
                     args=INPUTS.wsi_prep_batch_args(_cohort, _chunk),
                     on_error=CFG.on_slide_error,

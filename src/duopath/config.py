@@ -140,6 +140,8 @@ class SegmentationConfig(StrictModel):
         "groups the cohort's slides, in sample-sheet order, into jobs of this many (rules/wsi_prep.smk); "
         "every slide keeps its own outputs. Only how jobs are cut: the results do not depend on it")
 
+    JOB_KEYS: ClassVar[frozenset[str]] = frozenset({"slides_per_job"})
+
 
 class TilingConfig(StrictModel):
     """Multi-scale tiling by physical resolution (µm/px), never by pyramid level.
@@ -194,8 +196,6 @@ class EncoderConfig(StrictModel):
         1, ge=1, description="slides embedded by one `duopath embed` process (model loaded once); "
         "> 1 groups the cohort's slides, in sample-sheet order, into jobs of this many (rules/embed.smk)")
 
-    #: Keys that say how embed jobs are cut and run, not what the features are: left out of the
-    #: embed rules' settings, so changing them re-runs nothing (rules/embed.smk).
     JOB_KEYS: ClassVar[frozenset[str]] = frozenset({"slides_per_job", "num_workers"})
 
 
@@ -216,6 +216,8 @@ class TrainingConfig(StrictModel):
         "1 lets jobs run side by side (the demo); raise it for large bags on a CPU-only node. "
         "Does not change results, so changing it re-runs nothing",
     )
+
+    JOB_KEYS: ClassVar[frozenset[str]] = frozenset({"threads"})
 
 
 class OptimConfig(StrictModel):

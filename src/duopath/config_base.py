@@ -13,7 +13,7 @@ hyper-parameter is therefore one field in ``duopath.config`` (and its ``config.y
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
@@ -25,6 +25,11 @@ class StrictModel(BaseModel):
     """Forbids unknown keys (a typo must fail before any work) and is frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Keys of a section that say how its jobs are cut and run (job sizes, worker and thread
+    #: counts), not what they compute: the workflow leaves them out of the settings it passes to
+    #: a rule (a rerun trigger), so changing them re-runs nothing (workflow/Snakefile, settings).
+    JOB_KEYS: ClassVar[frozenset[str]] = frozenset()
 
 
 class _ArchitectureMarker:
