@@ -56,7 +56,8 @@ def test_site_disjoint_when_enough_sites() -> None:
 
 def test_patient_table_pools_slides() -> None:
     sheet = pd.DataFrame({"patient_id": ["A", "A", "B"], "slide_id": ["a1", "a2", "b1"],
-                          "site": ["X", "X", "Y"], "event": [1, 1, 0], "label": ["", "", ""]})
+                          "rna_sample_id": "", "site": ["X", "X", "Y"], "event": [1, 1, 0],
+                          "label": ["", "", ""]})
     pt = patient_table(sheet, "survival")
     assert pt["patient_id"].tolist() == ["A", "B"] and pt["stratum"].tolist() == ["1", "0"]
 

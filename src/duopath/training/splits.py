@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
+from duopath.modalities import RNA, SLIDE, patient_modalities
+
 log = logging.getLogger(__name__)
 
 ROLES = ("train", "val", "test")
@@ -52,21 +54,15 @@ class SplitInfo:
 
 def patient_table(sheet: pd.DataFrame, task: str) -> pd.DataFrame:
     """One row per patient: site, stratum (event or label) and ``modalities`` (``slide+rna``,
-    ``slide`` or ``rna``: what the sheet lists for any of the patient's rows), from the per-slide
-    sheet."""
+    ``slide`` or ``rna``: what the canonical sheet declares, ``modalities.patient_modalities``),
+    from the per-slide sheet."""
     cols = ["patient_id", "site", "event" if task == "survival" else "label"]
     patients = sheet[cols].drop_duplicates("patient_id").reset_index(drop=True)
     patients["site"] = patients["site"].fillna("").astype(str)
     patients["stratum"] = patients[cols[2]].astype(str)
-    def listed(col: str) -> pd.Series:
-        values = sheet[col] if col in sheet else pd.Series("", index=sheet.index)
-        return values.fillna("").astype(str).str.strip() != ""
-
-    has = (pd.DataFrame({"patient_id": sheet["patient_id"], "slide": listed("slide_id"),
-                         "rna": listed("rna_sample_id")})
-           .groupby("patient_id", sort=False)[["slide", "rna"]].any().loc[patients["patient_id"]])
-    patients["modalities"] = ["+".join(m for m, ok in (("slide", s), ("rna", r)) if ok)
-                              for s, r in zip(has["slide"], has["rna"], strict=True)]
+    has = patient_modalities(sheet).loc[patients["patient_id"].astype(str)]
+    patients["modalities"] = ["+".join(m for m, ok in ((SLIDE, s), (RNA, r)) if ok)
+                              for s, r in zip(has[SLIDE], has[RNA], strict=True)]
     return patients[["patient_id", "site", "stratum", "modalities"]]
 
 
