@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from duopath.cohort import read_canonical_sheet
 from duopath.config import TeacherConfig
 from duopath.io import plain_json, write_json, write_table
 from duopath.layout import FoldPaths
 from duopath.models.coxnet import INNER_FOLDS, CoxnetFit, fit_coxnet, rna_features
 from duopath.training.data import DataError
-from duopath.training.fold_data import FoldData, prepare_fold
+from duopath.training.fold_data import CohortInputs, FoldData, load_inputs, prepare_fold
 from duopath.training.selection import score_predictions
-from duopath.training.slide_free import SlideFreeStore
 from duopath.training.splits import ROLES
 from duopath.training.variants import variant_config
 
@@ -61,26 +57,6 @@ def _frame(fit: CoxnetFit, x: np.ndarray, samples, data: FoldData) -> pd.DataFra
     return frame
 
 
-@dataclass(frozen=True)
-class CoxnetInputs:
-    """A cohort's inputs to CoxNet, read once for every fold of a job (the sheet, the split
-    table, the RNA AnnData): a job fits all folds of the cohort in one process, as the torch
-    models' jobs do, so importing scikit-survival and reading the files is paid once."""
-
-    sheet: pd.DataFrame
-    splits: pd.DataFrame
-    adata: Any
-
-    @classmethod
-    def read(cls, sheet: Path | str, splits: Path | str, rna: Path | str) -> CoxnetInputs:
-        import anndata as ad
-
-        if not Path(rna).exists():
-            raise DataError(f"RNA file {rna} does not exist (coxnet needs the rna stage)")
-        return cls(read_canonical_sheet(sheet), pd.read_csv(splits, dtype={"patient_id": str}),
-                   ad.read_h5ad(rna))
-
-
 def run_coxnet_folds(
     *,
     sheet: Path | str,
@@ -92,19 +68,21 @@ def run_coxnet_folds(
     cohort: str = "",
     task: str = "survival",
 ) -> dict[int, dict]:
-    """Fit CoxNet on each ``(fold, out_dir)`` of ``targets`` (inputs read once); each fold's
-    files as :func:`run_coxnet_fold` writes them, the same as a job of that fold alone.
-    Returns each fold's metrics."""
+    """Fit CoxNet on each ``(fold, out_dir)`` of ``targets``, the cohort's inputs read once (as
+    the torch models' jobs: ``fold_data.load_inputs`` without slides); each fold's files as
+    :func:`run_coxnet_fold` writes them, the same as a job of that fold alone. Returns each
+    fold's metrics."""
     if task != "survival":
         raise DataError(f"coxnet is a survival model; task {task!r} has no CoxNet baseline")
-    inputs = CoxnetInputs.read(sheet, splits, rna)
+    inputs = load_inputs(sheet=sheet, splits=splits, rna=rna, features_dir="", magnifications=(),
+                         cache_bytes=0, slides=False)
     return {fold: run_coxnet_fold(inputs, fold=fold, cfg=cfg, seed=seed, out_dir=out_dir,
                                   cohort=cohort, task=task)
             for fold, out_dir in targets}
 
 
 def run_coxnet_fold(
-    inputs: CoxnetInputs,
+    inputs: CohortInputs,
     *,
     fold: int,
     cfg: TeacherConfig,
@@ -116,10 +94,9 @@ def run_coxnet_fold(
     """Fit CoxNet on one fold's training patients and write its fold files; returns metrics."""
     if task != "survival":
         raise DataError(f"coxnet is a survival model; task {task!r} has no CoxNet baseline")
-    sheet_df, splits_df, adata = inputs.sheet, inputs.splits, inputs.adata
+    adata = inputs.adata
     protocol = variant_config(cfg, "snn", list(cfg.magnifications or ["none"]))
-    store = SlideFreeStore(sheet_df["patient_id"].astype(str).unique(), ())
-    data = prepare_fold(sheet_df, splits_df, fold, store, adata, task=task, cfg=protocol)
+    data = prepare_fold(inputs.sheet, inputs.splits, fold, inputs.store, adata, task=task, cfg=protocol)
     roles = {r: [s.patient_id for s in data.samples[r]] for r in ROLES}
     everyone = [p for r in ROLES for p in roles[r]]
     genes, x_all = rna_features(adata, roles["train"], roles["val"] + roles["test"], everyone)
